@@ -1,0 +1,382 @@
+"""PlaNet training loop: collect -> update -> evaluate (Hafner et al. 2019, Algorithm 1).
+
+``train_and_evaluate(config, logdir)`` runs (or resumes) a whole experiment:
+
+1. ``seed_episodes`` episodes with uniform random actions (their mean return is logged once as
+   ``random_return``);
+2. then per episode: ``train_steps`` gradient steps on chunks sampled from replay (one jitted
+   ``lax.scan``), and one episode collected with CEM planning on the learned model plus
+   Gaussian exploration noise;
+3. every ``eval_every`` episodes an evaluation without noise, with a video of the real frames
+   beside the model's open-loop predictions;
+4. after every episode: the episode is written to ``logdir/episodes`` (atomic ``.npz``) and the
+   run state (parameters, optimiser, counters, keys) is checkpointed.
+
+Steps on every log row are environment steps after action repeat. All randomness derives from
+``config.seed`` by ``fold_in`` of the episode index, so a resumed run continues exactly where an
+uninterrupted one would; a run killed mid-episode loses only that episode.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxplanet import checkpoint, envs, planet, replay, rssm
+from jaxplanet import config as config_lib
+from jaxplanet import logging as logging_lib
+from jaxplanet.agents import episodes as episodes_lib
+from jaxplanet.agents.planet_config import RESUMABLE_FIELDS, PlanetConfig
+from jaxplanet.planners import cem
+
+# Independent random streams, folded into the run key with the episode index.
+_TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
+
+
+class Functions(NamedTuple):
+    """The jitted pieces of a PlaNet agent for one config and action size."""
+
+    act: Any  # (params, belief, prev_action, obs, is_first, key, noise) -> (action, belief)
+    train: Any  # (train_state, replay_state, key) -> (train_state, metrics [C])
+    add_episode: Any  # (replay_state, episode) -> replay_state (donates the buffer)
+    open_loop: Any  # (params, batch, key) -> uint8 [B, T, 64, 64, 3]
+
+
+def make_functions(cfg: PlanetConfig, action_dim: int) -> Functions:
+    """Builds the jitted act / train / replay functions (compiled on first call).
+
+    Cached on the fields they depend on, so runs in one process share compilations.
+    """
+    return _make_functions(
+        cfg.model,
+        cfg.planner,
+        cfg.batch_size,
+        cfg.seq_length,
+        cfg.train_steps,
+        cfg.video_context,
+        action_dim,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _make_functions(
+    mcfg, pcfg, batch_size: int, seq_length: int, train_steps: int, context: int, action_dim: int
+) -> Functions:
+
+    @jax.jit
+    def act(params, belief, prev_action, obs, is_first, key, noise):
+        k_plan, k_noise = jax.random.split(key)
+        belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
+        plan = cem.plan(
+            planet.latent_step(params, mcfg),
+            belief,
+            k_plan,
+            horizon=pcfg.horizon,
+            action_dim=action_dim,
+            iterations=pcfg.iterations,
+            candidates=pcfg.candidates,
+            top_k=pcfg.top_k,
+            min_std=pcfg.min_std,
+            discount=pcfg.discount,
+            unroll=pcfg.unroll,
+        )
+        action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
+        return jnp.clip(action, -1.0, 1.0), belief
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train(train_state, replay_state, key):
+        def body(state, k):
+            k_batch, k_loss = jax.random.split(k)
+            batch = replay.sample(replay_state, k_batch, batch_size, seq_length)
+            return planet.train_step(state, batch, k_loss, mcfg)
+
+        return jax.lax.scan(body, train_state, jax.random.split(key, train_steps))
+
+    @jax.jit
+    def open_loop(params, batch, key):
+        return planet.open_loop_predictions(params, mcfg, batch, context, key)
+
+    add_episode = jax.jit(replay.add_episode, donate_argnums=0)
+    return Functions(act, train, add_episode, open_loop)
+
+
+def planner_policy(
+    fns: Functions, params: Any, cfg: PlanetConfig, action_dim: int, key: jax.Array, noise: float
+) -> episodes_lib.Policy:
+    """Host policy: keeps the belief, plans with CEM each step, adds exploration noise."""
+    state = {"belief": rssm.initial_state(cfg.model), "prev": np.zeros(action_dim, np.float32)}
+    counter = [0]
+
+    def policy(obs: np.ndarray, is_first: bool) -> np.ndarray:
+        step_key = jax.random.fold_in(key, counter[0])
+        counter[0] += 1
+        action, state["belief"] = fns.act(
+            params, state["belief"], state["prev"], obs, jnp.asarray(is_first), step_key, noise
+        )
+        action = np.asarray(action, np.float32)
+        state["prev"] = action
+        return action
+
+    return policy
+
+
+def make_env(cfg: PlanetConfig, seed: int) -> envs.HostEnv:
+    """The task of ``cfg.env``; action repeat / episode length default to the task's."""
+    options: dict[str, Any] = {}
+    if cfg.action_repeat:
+        options["action_repeat"] = cfg.action_repeat
+    if cfg.episode_length:
+        options["episode_length"] = cfg.episode_length
+    return envs.make(cfg.env, seed=seed, **options)
+
+
+def _mean_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(np.mean(v)) for k, v in metrics.items() if k != "finite"}
+
+
+def _check_train_metrics(metrics: dict[str, np.ndarray], first_step: int) -> None:
+    """Stop on the first non-finite gradient step, naming it and the offending terms."""
+    finite = np.asarray(metrics["finite"]).reshape(-1)
+    for i in np.flatnonzero(~finite)[:1]:
+        planet.check_finite({k: np.asarray(v)[i] for k, v in metrics.items()}, first_step + i)
+
+
+class Run:
+    """Mutable host-side handles of one run (envs, logger, checkpointer); state stays pure."""
+
+    def __init__(self, cfg: PlanetConfig, logdir: str | Path):
+        self.cfg = cfg
+        self.logdir = Path(logdir)
+        # Everything that can refuse the run does so before anything is written.
+        self.env = make_env(cfg, seed=cfg.seed)
+        self.eval_env = make_env(cfg, seed=cfg.seed + 10_000)
+        self.spec = self.env.spec
+        config_dict = config_lib.to_dict(cfg)
+        checkpoint.check_config(self.logdir, config_dict, allowed=RESUMABLE_FIELDS)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_config(self.logdir, config_dict)
+        self.episode_dir = self.logdir / "episodes"
+        self.logger = logging_lib.Logger(self.logdir)
+        self.ckpt = checkpoint.Checkpointer(self.logdir / "checkpoints", cfg.keep_checkpoints)
+
+    def close(self) -> None:
+        for obj in (self.env, self.eval_env, self.logger, self.ckpt):
+            obj.close()
+
+
+def train_and_evaluate(cfg: PlanetConfig, logdir: str | Path) -> dict[str, Any]:
+    """Runs or resumes a PlaNet experiment in ``logdir``; returns a summary of the last figures.
+
+    Raises:
+      checkpoint.ConfigMismatchError: ``logdir`` holds a run with a different config.
+      planet.NonFiniteLossError: a loss or gradient became NaN/inf (names step and terms).
+    """
+    cfg.validate()
+    if cfg.debug_nans:
+        jax.config.update("jax_debug_nans", True)
+    run = Run(cfg, logdir)
+    try:
+        return _loop(cfg, run)
+    finally:
+        run.close()
+
+
+def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
+    spec, root = run.spec, jax.random.PRNGKey(cfg.seed)
+    action_dim, repeat = spec.action_dim, spec.action_repeat
+    fns = make_functions(cfg, action_dim)
+
+    # Replay: every episode on disk is loaded once into a fresh buffer.
+    capacity = replay.capacity_from_bytes(int(cfg.replay_bytes), spec.obs_shape, action_dim)
+    capacity = min(capacity, cfg.episodes * (spec.agent_steps + 1))
+    on_disk = replay.load_episodes(run.episode_dir)
+    replay_state = replay.episodes_to_state(on_disk, capacity, spec.obs_shape, action_dim)
+    returns = [float(ep["reward"].sum()) for ep in on_disk]
+    env_steps = sum((len(ep["obs"]) - 1) * repeat for ep in on_disk)
+    del on_disk
+
+    train_state = planet.init_train_state(cfg.model, jax.random.fold_in(root, _INIT), action_dim)
+    template = {"train": train_state, "key": root, "episodes": 0, "env_steps": 0}
+    restored = run.ckpt.restore(template)
+    if restored is not None:
+        train_state = restored[1]["train"]
+    start = len(returns)
+    if restored is not None or start:
+        print(f"Resuming {run.logdir}: {start} episodes on disk, {env_steps} env steps.")
+    print(
+        f"Env {spec.name}: action_dim={action_dim} repeat={repeat} "
+        f"episode={spec.episode_length} env steps; replay capacity {capacity} steps "
+        f"({replay.nbytes(replay_state) / 2**20:.1f} MiB)."
+    )
+
+    bar = logging_lib.progress(cfg.episodes, "planet", unit="episode", disable=not cfg.progress)
+    bar.update(start)
+    summary: dict[str, Any] = {}
+    for index in range(start, cfg.episodes):
+        began = time.perf_counter()
+        row: dict[str, Any] = {"episode": index + 1}
+        if index < cfg.seed_episodes:
+            policy = episodes_lib.random_policy(action_dim, seed=cfg.seed * 1_000_003 + index)
+        else:
+            grad_step = int(train_state.step)
+            train_state, metrics = fns.train(
+                train_state,
+                replay_state,
+                jax.random.fold_in(jax.random.fold_in(root, _TRAIN), index),
+            )
+            metrics = jax.device_get(metrics)
+            _check_train_metrics(metrics, grad_step)
+            row.update({f"train/{k}": v for k, v in _mean_metrics(metrics).items()})
+            key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), index)
+            policy = planner_policy(
+                fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
+            )
+        episode = episodes_lib.run_episode(run.env, policy, seed=cfg.seed * 1_000_003 + index)
+        arrays = episodes_lib.episode_arrays(episode)
+        replay.save_episode(run.episode_dir, arrays, index)
+        replay_state = fns.add_episode(replay_state, arrays)
+        returns.append(episode["return"])
+        env_steps += episode["length"] * repeat
+        seconds = time.perf_counter() - began
+        row.update(
+            {
+                "train_return": episode["return"],
+                "grad_steps": int(train_state.step),
+                "env_steps_per_second": episode["length"] * repeat / seconds,
+            }
+        )
+        if index + 1 == cfg.seed_episodes:
+            row["random_return"] = float(np.mean(returns[: cfg.seed_episodes]))
+        run.logger.scalars(env_steps, row)
+        summary.update(row)
+        if index >= cfg.seed_episodes and cfg.eval_every and (index + 1) % cfg.eval_every == 0:
+            summary.update(evaluate(cfg, run, fns, train_state.params, env_steps, index))
+        if (index + 1) % cfg.checkpoint_every == 0 or index + 1 == cfg.episodes:
+            state = {
+                "train": train_state,
+                "key": root,
+                "episodes": index + 1,
+                "env_steps": env_steps,
+            }
+            run.ckpt.save(index + 1, state, config_lib.to_dict(cfg))
+        bar.update(1)
+        logging_lib.set_postfix(
+            bar, {"return": episode["return"], "loss": row.get("train/loss", float("nan"))}
+        )
+    bar.close()
+    summary.update(
+        {"episodes": len(returns), "env_steps": env_steps, "grad_steps": int(train_state.step)}
+    )
+    return summary
+
+
+def evaluate(
+    cfg: PlanetConfig, run: Run, fns: Functions, params: Any, env_steps: int, index: int
+) -> dict[str, Any]:
+    """Noise-free evaluation episodes; logs ``eval_return`` and writes an open-loop video."""
+    root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), _EVAL)
+    returns, first = [], None
+    for i in range(cfg.eval_episodes):
+        key = jax.random.fold_in(root, index * 1000 + i)
+        policy = planner_policy(fns, params, cfg, run.spec.action_dim, key, 0.0)
+        episode = episodes_lib.run_episode(run.eval_env, policy, seed=10_000_019 * (index + 1) + i)
+        returns.append(episode["return"])
+        first = first or episode
+    row = {"eval_return": float(np.mean(returns)), "eval_episodes": len(returns)}
+    run.logger.scalars(env_steps, row)
+    if cfg.video and first is not None:
+        run.logger.video(env_steps, "eval_open_loop", open_loop_video(cfg, fns, params, first))
+    return row
+
+
+def open_loop_video(
+    cfg: PlanetConfig, fns: Functions, params: Any, episode: dict[str, Any]
+) -> np.ndarray:
+    """uint8 [T, 64, 128, 3]: real frames (left) beside the model's frames (right).
+
+    The model sees the first ``video_context`` frames, then predicts open loop from the
+    recorded actions.
+    """
+    length = min(cfg.video_length, len(episode["obs"]))
+    length = max(length, cfg.video_context + 1)
+    batch = {k: jnp.asarray(episode[k][None, :length]) for k in ("obs", "action", "is_first")}
+    predicted = np.asarray(fns.open_loop(params, batch, jax.random.PRNGKey(0)))[0]
+    return np.concatenate([episode["obs"][: len(predicted)], predicted], axis=2)
+
+
+def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """Loads the newest checkpoint of ``logdir`` and runs ``eval_episodes`` noise-free episodes.
+
+    Writes ``logdir/eval/metrics.jsonl`` and one open-loop video per episode under
+    ``logdir/eval/videos``. ``overrides`` may change reporting fields only (e.g. eval_episodes).
+    """
+    logdir = Path(logdir)
+    saved = checkpoint.read_config(logdir)
+    if saved is None:
+        raise config_lib.ConfigError(f"--logdir: no PlaNet run (config.json) in {logdir}")
+    cfg = config_lib.from_dict(PlanetConfig, saved)
+    overrides = dict(overrides or {})
+    fixed = sorted(set(overrides) - RESUMABLE_FIELDS)
+    if fixed:
+        raise config_lib.ConfigError(
+            f"--{fixed[0]}: cannot change a trained run's config in eval mode "
+            f"(allowed: {', '.join(sorted(RESUMABLE_FIELDS))})"
+        )
+    cfg = config_lib.override(cfg, overrides)
+    env = make_env(cfg, seed=cfg.seed + 20_000)
+    action_dim = env.spec.action_dim
+    template = {
+        "train": planet.init_train_state(cfg.model, jax.random.PRNGKey(0), action_dim),
+        "key": jax.random.PRNGKey(cfg.seed),
+        "episodes": 0,
+        "env_steps": 0,
+    }
+    with checkpoint.Checkpointer(logdir / "checkpoints", create=False) as ckpt:
+        restored = ckpt.restore(template)
+    if restored is None:
+        raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
+    state = restored[1]
+    params, env_steps = state["train"].params, int(state["env_steps"])
+    fns = make_functions(cfg, action_dim)
+    returns = []
+    with logging_lib.Logger(logdir / "eval") as logger:
+        for i in range(cfg.eval_episodes):
+            key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 20_000), i)
+            policy = planner_policy(fns, params, cfg, action_dim, key, 0.0)
+            episode = episodes_lib.run_episode(env, policy, seed=cfg.seed + 20_000 + i)
+            returns.append(episode["return"])
+            logger.scalars(env_steps, {"eval_return": episode["return"], "eval_episode": i})
+            if cfg.video:
+                frames = open_loop_video(cfg, fns, params, episode)
+                path = logger.video(env_steps + i, "eval_open_loop", frames)
+                print(f"episode {i}: return {episode['return']:.2f}, video {path}")
+    env.close()
+    return {
+        "checkpoint_episodes": int(state["episodes"]),
+        "env_steps": env_steps,
+        "eval_return_mean": float(np.mean(returns)),
+        "eval_return_std": float(np.std(returns)),
+    }
+
+
+def config_summary(cfg: PlanetConfig) -> str:
+    """One line per non-default field (for start-up messages)."""
+    default = config_lib.flatten(config_lib.to_dict(PlanetConfig()))
+    current = config_lib.flatten(config_lib.to_dict(cfg))
+    return ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v) or "defaults"
+
+
+__all__ = [
+    "Functions",
+    "make_functions",
+    "train_and_evaluate",
+    "evaluate",
+    "evaluate_run",
+    "open_loop_video",
+]

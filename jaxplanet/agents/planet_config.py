@@ -1,0 +1,147 @@
+"""PlaNet run configuration and its named presets.
+
+``paper`` holds the published hyperparameters (Hafner et al. 2019, Sec. 5 and App. A);
+``quick`` is a CPU run that finishes in minutes and still learns; ``tiny`` is what the tests use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from jaxplanet import config as config_lib
+from jaxplanet.planet import ModelConfig
+from jaxplanet.planners.cem import CEMConfig
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanetConfig:
+    """Everything a PlaNet run depends on (the run directory stores it as config.json)."""
+
+    env: str = _field("walker_walk", "task name (see jaxplanet.envs.names())")
+    seed: int = _field(0, "seed of parameters, planning noise and environment resets")
+    action_repeat: int = _field(0, "simulator steps per action; 0 = paper value for the task")
+    episode_length: int = _field(0, "env steps per episode; 0 = task default (1000 for dm_control)")
+    episodes: int = _field(1000, "total episodes to collect, seed episodes included")
+    seed_episodes: int = _field(5, "random-action episodes collected before training")
+    train_steps: int = _field(100, "gradient steps per collected episode (collect interval C)")
+    batch_size: int = _field(50, "sequences per training batch")
+    seq_length: int = _field(50, "steps per training sequence")
+    exploration_noise: float = _field(0.3, "std of Gaussian noise added to planned actions")
+    eval_every: int = _field(10, "evaluate every N episodes (0 = never)")
+    eval_episodes: int = _field(1, "episodes per evaluation (no exploration noise)")
+    video: bool = _field(True, "write eval videos (real frames beside open-loop predictions)")
+    video_context: int = _field(5, "observed steps before open-loop prediction in eval videos")
+    video_length: int = _field(50, "agent steps shown in an eval video")
+    replay_bytes: float = _field(6.5e9, "replay capacity in bytes (uint8 frames + actions)")
+    checkpoint_every: int = _field(1, "checkpoint every N episodes")
+    keep_checkpoints: int = _field(3, "number of checkpoints kept")
+    debug_nans: bool = _field(False, "enable jax_debug_nans (slow; pinpoints the first NaN)")
+    progress: bool = _field(True, "show a progress bar")
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    planner: CEMConfig = dataclasses.field(default_factory=CEMConfig)
+
+    def validate(self) -> None:
+        """Raise ``config.ConfigError`` naming the flag and why, for inconsistent values."""
+        positive = ("episodes", "train_steps", "batch_size", "seq_length", "eval_episodes")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise config_lib.ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("seed_episodes", "eval_every", "action_repeat", "episode_length"):
+            if getattr(self, name) < 0:
+                raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
+        if self.seed_episodes < 1:
+            raise config_lib.ConfigError("--seed_episodes: must be >= 1 (training needs data)")
+        if self.seed_episodes >= self.episodes:
+            raise config_lib.ConfigError(
+                f"--episodes: must exceed --seed_episodes ({self.seed_episodes}), got {self.episodes}"
+            )
+        if self.exploration_noise < 0:
+            raise config_lib.ConfigError("--exploration_noise: must be >= 0")
+        if self.replay_bytes <= 0:
+            raise config_lib.ConfigError("--replay_bytes: must be > 0")
+        if not 1 <= self.video_context < self.video_length:
+            raise config_lib.ConfigError("--video_context: must be in [1, video_length)")
+        if self.model.variant not in ("rssm", "ssm", "rnn"):
+            raise config_lib.ConfigError("--model.variant: must be rssm, ssm or rnn")
+        if self.planner.top_k > self.planner.candidates:
+            raise config_lib.ConfigError("--planner.top_k: must be <= --planner.candidates")
+
+
+# Fields that may change when a run directory is resumed (more episodes, other reporting).
+RESUMABLE_FIELDS = frozenset(
+    {
+        "episodes",
+        "eval_every",
+        "eval_episodes",
+        "video",
+        "progress",
+        "debug_nans",
+        "keep_checkpoints",
+    }
+)
+
+
+def paper() -> PlanetConfig:
+    """The published PlaNet settings (batch 50 x 50, C = 100, CEM 12/10/1000/100)."""
+    return PlanetConfig()
+
+
+def quick() -> PlanetConfig:
+    """A CPU run (about 15 minutes on 2 cores) that still learns on point_reach / cartpole."""
+    return PlanetConfig(
+        episodes=60,
+        seed_episodes=5,
+        train_steps=40,
+        batch_size=16,
+        seq_length=25,
+        eval_every=10,
+        model=ModelConfig(
+            depth=8,
+            deter=64,
+            stoch=16,
+            hidden=64,
+            reward_hidden=64,
+            overshooting_distance=0,
+            lr=1e-3,
+        ),
+        planner=CEMConfig(horizon=10, iterations=5, candidates=200, top_k=20),
+    )
+
+
+def tiny() -> PlanetConfig:
+    """Seconds-long settings for tests (point_reach, short episodes, minute models)."""
+    return PlanetConfig(
+        env="point_reach",
+        episodes=4,
+        seed_episodes=2,
+        train_steps=3,
+        batch_size=4,
+        seq_length=8,
+        episode_length=40,
+        eval_every=2,
+        video_length=10,
+        video_context=3,
+        replay_bytes=2e7,
+        progress=False,
+        model=ModelConfig(
+            depth=2, deter=8, stoch=4, hidden=8, reward_hidden=8, overshooting_distance=0
+        ),
+        planner=CEMConfig(horizon=3, iterations=2, candidates=16, top_k=4),
+    )
+
+
+PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
+
+
+def preset(name: str) -> PlanetConfig:
+    """Config of a named preset; unknown names list the valid ones."""
+    if name not in PRESETS:
+        raise config_lib.ConfigError(
+            f"--preset: unknown preset {name!r}; valid presets: {', '.join(PRESETS)}"
+        )
+    return PRESETS[name]()
