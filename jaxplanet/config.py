@@ -75,7 +75,7 @@ def _parse_bool(text: str) -> bool:
 
 
 def parse_value(kind: Any, text: str) -> Any:
-    """Parse ``text`` as a value of type ``kind`` (int, float, bool, str, Literal, tuple, Optional)."""
+    """Parse ``text`` as a ``kind``: int, float, bool, str, Literal, tuple or Optional."""
     origin = typing.get_origin(kind)
     if origin is typing.Literal:
         choices = typing.get_args(kind)

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxplanet import checkpoint, config as config_lib, logging as logging_lib, planet
+from jaxplanet import checkpoint, planet
+from jaxplanet import config as config_lib
+from jaxplanet import logging as logging_lib
 from jaxplanet.agents import planet as agent
 from jaxplanet.agents import planet_config
 

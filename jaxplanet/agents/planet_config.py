@@ -58,7 +58,8 @@ class PlanetConfig:
             raise config_lib.ConfigError("--seed_episodes: must be >= 1 (training needs data)")
         if self.seed_episodes >= self.episodes:
             raise config_lib.ConfigError(
-                f"--episodes: must exceed --seed_episodes ({self.seed_episodes}), got {self.episodes}"
+                f"--episodes: must exceed --seed_episodes ({self.seed_episodes}), "
+                f"got {self.episodes}"
             )
         if self.exploration_noise < 0:
             raise config_lib.ConfigError("--exploration_noise: must be >= 0")
