@@ -1,0 +1,31 @@
+"""The code base stays ruff clean (settings in pyproject.toml)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed (extra 'test')")
+def test_ruff_clean():
+    result = subprocess.run(
+        [shutil.which("ruff") or "ruff", "check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_library_never_imports_experiments_or_reads_flags():
+    offenders = []
+    for path in (ROOT / "jaxplanet").rglob("*.py"):
+        text = path.read_text()
+        if "import experiments" in text or "from experiments" in text or "sys.argv" in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == [], offenders
+    assert sys.version_info >= (3, 11)
