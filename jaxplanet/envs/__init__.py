@@ -1,0 +1,115 @@
+"""Environments: pure-JAX pixel tasks, dm_control suite from pixels, gymnasium adapter.
+
+    env = jaxplanet.envs.make("walker_walk", seed=0)          # HostEnv (gymnasium-style)
+    obs, info = env.reset()                                    # uint8 [64, 64, 3]
+    obs, reward, terminated, truncated, info = env.step(a)     # a: f32 [A] in [-1, 1]
+
+    jenv = jaxplanet.envs.make_jax("point_reach")              # JaxEnv of pure functions
+    state, obs = jax.vmap(jenv.reset)(keys)                    # batch of episodes
+
+Names: `names()` lists the pure-JAX tasks and every dm_control suite task as `domain_task`;
+"gym:<id>" wraps `gymnasium.make(id, render_mode="rgb_array")` (optional dependency).
+Bring your own environment: any object with the `HostEnv` methods works with the agents, and
+`GymnasiumEnv(env)` adapts any gymnasium env that renders rgb arrays.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from jaxplanet.envs import point_reach
+from jaxplanet.envs.base import (
+    EnvSpec,
+    HostEnv,
+    JaxEnv,
+    JaxHostAdapter,
+    UnknownEnvError,
+    check_options,
+    clip_action,
+)
+from jaxplanet.envs.dmc import TASKS as DMC_TASKS
+from jaxplanet.envs.dmc import gl_backend
+from jaxplanet.envs.gym import GymnasiumEnv
+
+__all__ = [
+    "EnvSpec",
+    "GymnasiumEnv",
+    "HostEnv",
+    "JaxEnv",
+    "JaxHostAdapter",
+    "UnknownEnvError",
+    "clip_action",
+    "gl_backend",
+    "make",
+    "make_jax",
+    "names",
+]
+
+GYM_PREFIX = "gym:"
+
+#: Pure-JAX tasks: name -> (factory(**options) -> JaxEnv, default options).
+JAX_ENVS: dict[str, tuple[Callable[..., JaxEnv], dict[str, Any]]] = {
+    "point_reach": (point_reach.make, point_reach.DEFAULTS),
+}
+
+
+def names() -> list[str]:
+    """All registered names: pure-JAX tasks first, then dm_control `domain_task` names."""
+    return list(JAX_ENVS) + list(DMC_TASKS)
+
+
+def _unknown(name: str, valid: list[str]) -> UnknownEnvError:
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return UnknownEnvError(
+        f"unknown environment {name!r}.{hint} Valid names: {', '.join(valid)} "
+        f"(or '{GYM_PREFIX}<gymnasium id>')."
+    )
+
+
+def make_jax(name: str, **options: Any) -> JaxEnv:
+    """Builds a pure-JAX task (jittable, vmappable functions).
+
+    Args:
+      name: a pure-JAX task name (see `names()`), e.g. "point_reach".
+      **options: task options, e.g. action_repeat, episode_length (env steps).
+
+    Raises:
+      UnknownEnvError: `name` is not a pure-JAX task.
+      TypeError: an unknown option.
+    """
+    if name not in JAX_ENVS:
+        raise _unknown(name, list(JAX_ENVS))
+    factory, defaults = JAX_ENVS[name]
+    return factory(**check_options(name, options, defaults))
+
+
+def make(name: str, *, seed: int = 0, **options: Any) -> HostEnv:
+    """Builds a gymnasium-style host environment.
+
+    Args:
+      name: a name from `names()` or "gym:<gymnasium id>".
+      seed: seed of the first `reset()`; later resets without a seed continue its stream.
+      **options: task options (action_repeat, episode_length for all tasks; camera_id, size
+        for dm_control; size, env_kwargs for gymnasium).
+
+    Returns:
+      `HostEnv` with `spec`, `reset`, `step`, `render`, `close`.
+
+    Raises:
+      UnknownEnvError: unknown name (the message lists valid names and close matches).
+      TypeError: an unknown option.
+    """
+    if name in JAX_ENVS:
+        return JaxHostAdapter(make_jax(name, **options), seed=seed)
+    if name in DMC_TASKS:
+        from jaxplanet.envs import dmc
+
+        return dmc.make(name, seed=seed, **options)
+    if name.startswith(GYM_PREFIX):
+        from jaxplanet.envs.gym import make_gymnasium
+
+        return make_gymnasium(name[len(GYM_PREFIX) :], seed=seed, **options)
+    raise _unknown(name, names())
