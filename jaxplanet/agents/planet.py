@@ -195,11 +195,17 @@ def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
     # Replay: every episode on disk is loaded once into a fresh buffer.
     capacity = replay.capacity_from_bytes(int(cfg.replay_bytes), spec.obs_shape, action_dim)
     capacity = min(capacity, cfg.episodes * (spec.agent_steps + 1))
-    on_disk = replay.load_episodes(run.episode_dir)
-    replay_state = replay.episodes_to_state(on_disk, capacity, spec.obs_shape, action_dim)
-    returns = [float(ep["reward"].sum()) for ep in on_disk]
-    env_steps = sum((len(ep["obs"]) - 1) * repeat for ep in on_disk)
-    del on_disk
+    returns: list[float] = []
+    lengths: list[int] = []
+
+    def reloaded():  # streams the episodes so they are never held twice
+        for episode in replay.iter_episodes(run.episode_dir):
+            returns.append(float(episode["reward"].sum()))
+            lengths.append(len(episode["obs"]) - 1)
+            yield episode
+
+    replay_state = replay.episodes_to_state(reloaded(), capacity, spec.obs_shape, action_dim)
+    env_steps = sum(lengths) * repeat
 
     train_state = planet.init_train_state(cfg.model, jax.random.fold_in(root, _INIT), action_dim)
     template = {"train": train_state, "key": root, "episodes": 0, "env_steps": 0}
