@@ -156,7 +156,11 @@ def override(cfg: C, overrides: Mapping[str, str]) -> C:
             parsed[name] = parse_value(kind, text)
         except ValueError as err:
             raise ConfigError(f"--{name}: {err}") from None
-    new = replace(cfg, **parsed)
+    try:
+        new = replace(cfg, **parsed)
+    except ValueError as err:  # a dataclass's own __post_init__ checks
+        flags = ", ".join(f"--{name}" for name in parsed)
+        raise ConfigError(f"{flags}: {err}") from None
     validate = getattr(new, "validate", None)
     if validate is not None:
         validate()
