@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, envs, planet, replay, rssm
+from jaxplanet import checkpoint, convs, envs, planet, replay, rssm
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
@@ -73,23 +73,12 @@ def _make_functions(
     def act(params, belief, prev_action, obs, is_first, key, noise):
         k_plan, k_noise = jax.random.split(key)
         belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
-        plan = cem.plan(
-            planet.latent_step(params, mcfg),
-            belief,
-            k_plan,
-            horizon=pcfg.horizon,
-            action_dim=action_dim,
-            iterations=pcfg.iterations,
-            candidates=pcfg.candidates,
-            top_k=pcfg.top_k,
-            min_std=pcfg.min_std,
-            discount=pcfg.discount,
-            unroll=pcfg.unroll,
-        )
+        plan = cem.plan_with(pcfg, planet.latent_step(params, mcfg), belief, k_plan, action_dim)
         action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
         return jnp.clip(action, -1.0, 1.0), belief
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    # Conv-heavy: on CPU compile with Eigen convolutions (see jaxplanet.convs).
+    @functools.partial(jax.jit, donate_argnums=0, compiler_options=convs.cpu_compiler_options())
     def train(train_state, replay_state, key):
         def body(state, k):
             k_batch, k_loss = jax.random.split(k)
@@ -104,6 +93,21 @@ def _make_functions(
 
     add_episode = jax.jit(replay.add_episode, donate_argnums=0)
     return Functions(act, train, add_episode, open_loop)
+
+
+def root_key(cfg: PlanetConfig) -> jax.Array:
+    """The run's root PRNG key; every other key is a ``fold_in`` of it."""
+    return jax.random.key(cfg.seed, impl=cfg.prng_impl)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_train_state(mcfg: planet.ModelConfig, key: jax.Array, action_dim: int) -> Any:
+    return planet.init_train_state(mcfg, key, action_dim)
+
+
+def init_train_state(cfg: PlanetConfig, key: jax.Array, action_dim: int) -> planet.TrainState:
+    """Fresh parameters and optimiser state (one jitted call: eager init compiles per op)."""
+    return _init_train_state(cfg.model, key, action_dim)
 
 
 def planner_policy(
@@ -188,7 +192,7 @@ def train_and_evaluate(cfg: PlanetConfig, logdir: str | Path) -> dict[str, Any]:
 
 
 def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
-    spec, root = run.spec, jax.random.PRNGKey(cfg.seed)
+    spec, root = run.spec, root_key(cfg)
     action_dim, repeat = spec.action_dim, spec.action_repeat
     fns = make_functions(cfg, action_dim)
 
@@ -207,7 +211,7 @@ def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
     replay_state = replay.episodes_to_state(reloaded(), capacity, spec.obs_shape, action_dim)
     env_steps = sum(lengths) * repeat
 
-    train_state = planet.init_train_state(cfg.model, jax.random.fold_in(root, _INIT), action_dim)
+    train_state = init_train_state(cfg, jax.random.fold_in(root, _INIT), action_dim)
     template = {"train": train_state, "key": root, "episodes": 0, "env_steps": 0}
     restored = run.ckpt.restore(template)
     if restored is not None:
@@ -286,7 +290,7 @@ def evaluate(
     cfg: PlanetConfig, run: Run, fns: Functions, params: Any, env_steps: int, index: int
 ) -> dict[str, Any]:
     """Noise-free evaluation episodes; logs ``eval_return`` and writes an open-loop video."""
-    root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), _EVAL)
+    root = jax.random.fold_in(root_key(cfg), _EVAL)
     returns, first = [], None
     for i in range(cfg.eval_episodes):
         key = jax.random.fold_in(root, index * 1000 + i)
@@ -312,7 +316,7 @@ def open_loop_video(
     length = min(cfg.video_length, len(episode["obs"]))
     length = max(length, cfg.video_context + 1)
     batch = {k: jnp.asarray(episode[k][None, :length]) for k in ("obs", "action", "is_first")}
-    predicted = np.asarray(fns.open_loop(params, batch, jax.random.PRNGKey(0)))[0]
+    predicted = np.asarray(fns.open_loop(params, batch, None))[0]
     return np.concatenate([episode["obs"][: len(predicted)], predicted], axis=2)
 
 
@@ -338,8 +342,8 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     env = make_env(cfg, seed=cfg.seed + 20_000)
     action_dim = env.spec.action_dim
     template = {
-        "train": planet.init_train_state(cfg.model, jax.random.PRNGKey(0), action_dim),
-        "key": jax.random.PRNGKey(cfg.seed),
+        "train": init_train_state(cfg, root_key(cfg), action_dim),
+        "key": root_key(cfg),
         "episodes": 0,
         "env_steps": 0,
     }
@@ -353,7 +357,7 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     returns = []
     with logging_lib.Logger(logdir / "eval") as logger:
         for i in range(cfg.eval_episodes):
-            key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 20_000), i)
+            key = jax.random.fold_in(jax.random.fold_in(root_key(cfg), 20_000), i)
             policy = planner_policy(fns, params, cfg, action_dim, key, 0.0)
             episode = episodes_lib.run_episode(env, policy, seed=cfg.seed + 20_000 + i)
             returns.append(episode["return"])

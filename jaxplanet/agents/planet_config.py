@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from jaxplanet import config as config_lib
 from jaxplanet.planet import ModelConfig
@@ -42,6 +42,9 @@ class PlanetConfig:
     keep_checkpoints: int = _field(3, "number of checkpoints kept")
     debug_nans: bool = _field(False, "enable jax_debug_nans (slow; pinpoints the first NaN)")
     progress: bool = _field(True, "show a progress bar")
+    prng_impl: Literal["threefry2x32", "rbg"] = _field(
+        "threefry2x32", "PRNG implementation (rbg compiles much faster on CPU)"
+    )
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     planner: CEMConfig = dataclasses.field(default_factory=CEMConfig)
 
@@ -101,6 +104,7 @@ def quick() -> PlanetConfig:
         batch_size=16,
         seq_length=25,
         eval_every=10,
+        prng_impl="rbg",
         model=ModelConfig(
             depth=8,
             deter=64,
@@ -129,6 +133,7 @@ def tiny() -> PlanetConfig:
         video_context=3,
         replay_bytes=2e7,
         progress=False,
+        prng_impl="rbg",
         model=ModelConfig(
             depth=2, deter=8, stoch=4, hidden=8, reward_hidden=8, overshooting_distance=0
         ),

@@ -1,0 +1,136 @@
+"""Latency and FLOP/s of one PlaNet training step (ELBO + Adam) at the paper's batch size.
+
+One step = encoder over B x T frames, RSSM filtering scan over T, decoder and reward head,
+KL with free nats (and latent overshooting if enabled), backward pass and Adam update, as one
+jitted call (`jaxplanet.planet.train_step`). FLOP/s are a fraction of the fp32 matmul peak
+measured in the same process right before each timed call (DESIGN.md, "Performance method").
+On XLA:CPU the conv gradients dominate (see `benchmarks.conv_grad`).
+
+    python -m benchmarks.train --json out/train.json                # paper: 50 x 50, depth 32
+    python -m benchmarks.train --batch 8 --length 10 --depth 8      # small
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+from jaxplanet import planet
+
+SUMMARY_KEYS = (
+    "seconds_median",
+    "gflop",
+    "gflops",
+    "peak_gflops",
+    "fraction_of_peak",
+    "frames_per_second",
+    "compile_seconds",
+)
+
+
+def conv_forward_flops(depth: int) -> int:
+    """Exact forward FLOPs (2 x MACs) of the encoder and decoder for one 64x64x3 frame."""
+    macs = 0
+    size, channels = 64, 3
+    for i in range(4):  # encoder: kernel 4, stride 2, VALID
+        out_size, out_channels = (size - 4) // 2 + 1, depth * 2**i
+        macs += out_size**2 * out_channels * 16 * channels
+        size, channels = out_size, out_channels
+    size, channels = 1, 32 * depth
+    for out_channels, kernel in ((4 * depth, 5), (2 * depth, 5), (depth, 6), (3, 6)):
+        macs += size**2 * kernel**2 * channels * out_channels  # each input pixel, every tap
+        size, channels = (size - 1) * 2 + kernel, out_channels
+    return 2 * macs
+
+
+def add_args(parser: Any) -> Any:
+    parser.add_argument("--batch", type=int, default=50, help="sequences per batch")
+    parser.add_argument("--length", type=int, default=50, help="steps per sequence")
+    parser.add_argument("--action_dim", type=int, default=6, help="action size (walker: 6)")
+    parser.add_argument("--depth", type=int, default=32, help="conv depth multiplier")
+    parser.add_argument("--deter", type=int, default=200)
+    parser.add_argument("--stoch", type=int, default=30)
+    parser.add_argument("--hidden", type=int, default=200)
+    parser.add_argument("--overshooting", type=int, default=0, help="latent overshooting D")
+    parser.add_argument("--conv_impl", default="xla", help="conv implementation (networks)")
+    parser.add_argument("--dtype", default="float32", help="compute dtype")
+    return parser
+
+
+def run(args: Any) -> dict[str, Any]:
+    """Run the benchmark described by ``args`` and return its record."""
+    cfg = planet.ModelConfig(
+        depth=args.depth,
+        deter=args.deter,
+        stoch=args.stoch,
+        hidden=args.hidden,
+        reward_hidden=args.hidden,
+        overshooting_distance=args.overshooting,
+        conv_impl=args.conv_impl,
+        dtype=args.dtype,
+    )
+    b, t, a = args.batch, args.length, args.action_dim
+    k_obs, k_act, k_init = jax.random.split(jax.random.PRNGKey(0), 3)
+    batch = {
+        "obs": jax.random.randint(k_obs, (b, t, 64, 64, 3), 0, 256).astype(jnp.uint8),
+        "action": jax.random.uniform(k_act, (b, t, a), minval=-1, maxval=1),
+        "reward": jnp.zeros((b, t), jnp.float32),
+        "is_first": jnp.zeros((b, t), bool).at[:, 0].set(True),
+    }
+    state = planet.init_train_state(cfg, k_init, a)
+    step = jax.jit(lambda s, x, k: planet.train_step(s, x, k, cfg))
+    key = jax.random.PRNGKey(1)
+
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, key).compile()
+    compile_seconds = time.perf_counter() - start
+    xla_gflop = common.cost_analysis(compiled).get("flops", math.nan) / 1e9
+    analytic_gflop = 3 * conv_forward_flops(args.depth) * b * t / 1e9
+
+    seconds, peaks = common.time_against_peak(
+        compiled, state, batch, key, warmup=args.warmup, repeats=args.repeats, peak_n=args.peak_n
+    )
+    _, metrics = compiled(state, batch, key)
+    timing = common.ratio_fields(xla_gflop, seconds, peaks)
+    return {
+        "benchmark": "train",
+        **common.environment(),
+        "config": {"batch": b, "length": t, "action_dim": a, "model": dataclasses.asdict(cfg)},
+        "compile_seconds": compile_seconds,
+        **timing,
+        "gflop": xla_gflop,
+        "gflop_method": (
+            "XLA cost analysis of the compiled train step (forward, backward, Adam); the RSSM "
+            "scan body is counted once rather than per time step (XLA's while-loop rule), which "
+            "undercounts the small latent part only; conv layers run outside the scan"
+        ),
+        "gflop_analytic_conv": analytic_gflop,
+        "gflop_analytic_method": "3 x exact forward conv/deconv FLOPs (fwd + 2x for backward)",
+        "fraction_of_peak_analytic_conv": analytic_gflop
+        / timing["seconds_median"]
+        / timing["peak_gflops"],
+        "frames_per_second": b * t / timing["seconds_median"],
+        "loss_finite": bool(jnp.isfinite(metrics["loss"])),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """CLI entry point; returns the JSON record (also written to --json)."""
+    parser = add_args(common.make_parser(__doc__.splitlines()[0]))
+    parser.set_defaults(repeats=3)
+    args = common.parse(parser, argv)
+    record = run(args)
+    common.write_json(args.json, record)
+    common.summary_line("train", record, SUMMARY_KEYS)
+    return record
+
+
+if __name__ == "__main__":
+    main()
