@@ -23,6 +23,7 @@ import gc
 import json
 import logging
 import os
+import shutil
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping
@@ -257,6 +258,9 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=options, item_names=("state", "config", "meta")
             )
+        if create:  # orbax's own clean-up may run in the background; make it certain here
+            for leftover in self.directory.glob("*.orbax-checkpoint-tmp-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def steps(self) -> list[int]:
         """Saved steps, oldest first."""
