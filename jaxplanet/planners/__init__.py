@@ -1,0 +1,5 @@
+"""Planners: generic over a transition `step` (they never import a model)."""
+
+from jaxplanet.planners import cem
+
+__all__ = ["cem"]

@@ -1,0 +1,148 @@
+"""Smoke tests of the benchmarks at a tiny size: JSON fields exist and are sane."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import common, planning, scaling
+from jaxplanet import planet
+from jaxplanet.planners import cem
+
+TINY = [
+    "--candidates", "16", "--horizon", "3", "--iterations", "2", "--top_k", "4",
+    "--action_dim", "2", "--deter", "8", "--stoch", "4", "--hidden", "8", "--depth", "2",
+    "--peak_n", "128", "--repeats", "2", "--warmup", "1",
+]  # fmt: skip
+
+
+def test_step_flops_paper_size_is_the_published_figure():
+    # DESIGN.md: one CEM call at paper size (1000 x 12 x 10 RSSM steps, A = 6) is ~92.5 GFLOP.
+    cfg = planet.ModelConfig.paper()
+    per_step = planning.step_flops(cfg, 6)
+    assert per_step == 2 * (36 * 200 + 400 * 600 + 200 * 200 + 200 * 60 + 230 * 200 + 200**2 + 200)
+    assert per_step * 1000 * 12 * 10 / 1e9 == pytest.approx(92.5, abs=0.05)
+
+
+def test_compiled_gflop_and_cost_analysis_forms():
+    a = jnp.ones((64, 32))
+    b = jnp.ones((32, 16))
+    gflop = common.compiled_gflop(jax.jit(jnp.matmul), a, b)
+    assert gflop == pytest.approx(2 * 64 * 32 * 16 / 1e9, rel=0.01)
+
+    class ListForm:  # older jax returned a list of per-computation dicts
+        def cost_analysis(self):
+            return [{"flops": 2.0}, {"flops": 3.0, "bytes accessed": 1.0}]
+
+    assert common.cost_analysis(ListForm()) == {"flops": 5.0, "bytes accessed": 1.0}
+
+
+def test_time_fn_and_ratio_fields():
+    median, fastest, times = common.time_fn(lambda: jnp.ones(3), warmup=1, repeats=3)
+    assert len(times) == 3 and 0 < fastest <= median
+    timing = {"seconds": [1.0, 2.0, 4.0], "peaks": [20.0, 10.0, 40.0], "others": [0, 0, None]}
+    fields = common.ratio_fields(10.0, timing)
+    assert fields["samples"] == "all"  # fewer than 3 quiet pairs
+    assert fields["gflops"] == pytest.approx(5.0)
+    assert fields["fraction_of_peak"] == pytest.approx(5.0 / 20.0)
+    assert fields["fraction_of_peak_paired"] == pytest.approx(0.5)  # median of .5, .5, .0625
+    # A busy pair (others' CPU share > 5 %) is left out once 3 quiet pairs exist.
+    timing = {"seconds": [1.0, 1.0, 1.0, 9.0], "peaks": [10.0] * 4, "others": [0, 0.01, 0, 0.9]}
+    fields = common.ratio_fields(10.0, timing)
+    assert fields["samples"] == "quiet" and fields["samples_used"] == 3
+    assert fields["seconds_median"] == 1.0 and fields["fraction_of_peak"] == pytest.approx(1.0)
+
+
+def test_cpu_monitor_reports_a_share():
+    monitor = common.CpuMonitor()
+    monitor.start()
+    share = monitor.stop()
+    assert share is None or 0.0 <= share <= 1.0
+
+
+def test_planning_main_tiny(tmp_path):
+    out = tmp_path / "planning.json"
+    record = planning.main([*TINY, "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["fraction_of_peak"] == pytest.approx(record["fraction_of_peak"])
+    for key in ("seconds_median", "seconds_min", "gflop", "gflops", "peak_gflops"):
+        assert record[key] > 0, key
+    assert record["compile_seconds"] > 0
+    assert math.isfinite(record["fraction_of_peak"]) and record["fraction_of_peak"] > 0
+    assert record["seconds_min"] <= record["seconds_median"]
+    assert "cost analysis" in record["gflop_method"]
+    # XLA's count includes bias adds / activations, so it is at least the matmul count.
+    assert record["gflop"] >= record["gflop_analytic_matmul"] > 0
+    assert record["plan_shape"] == [3, 2] and record["plan_finite"]
+    assert record["backend"] == "cpu" and record["config"]["candidates"] == 16
+    assert record["compiler_options"] == cem.compiler_options()
+
+
+def test_planning_main_batched(tmp_path):
+    record = planning.main([*TINY, "--batch", "3", "--repeats", "1"])
+    assert record["plan_shape"] == [3, 3, 2]
+    assert record["transitions_per_second"] == pytest.approx(
+        3 * 16 * 3 * 2 / record["seconds_median"]
+    )
+
+
+def test_scaling_main_tiny(tmp_path):
+    out = tmp_path / "scaling.json"
+    record = scaling.main([*TINY, "--envs", "1,4", "--json", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == "scaling"
+    assert [row["envs"] for row in record["rows"]] == [1, 4]
+    for row in record["rows"]:
+        assert row["transitions"] == row["envs"] * 16 * 3 * 2
+        assert row["transitions_per_second"] > 0
+        assert math.isfinite(row["fraction_of_peak"]) and row["fraction_of_peak"] > 0
+    assert record["speedup_vs_1_env"]["1"] == pytest.approx(1.0)
+    png = tmp_path / "scaling.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_benchmark_tiny(tmp_path):
+    from benchmarks import train
+
+    out = tmp_path / "train.json"
+    record = train.main(
+        [
+            "--batch",
+            "2",
+            "--length",
+            "4",
+            "--depth",
+            "2",
+            "--deter",
+            "8",
+            "--stoch",
+            "4",
+            "--hidden",
+            "8",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--peak_n",
+            "256",
+            "--json",
+            str(out),
+        ]
+    )
+    saved = json.loads(out.read_text())
+    for field in (
+        "seconds_median",
+        "seconds_min",
+        "gflop",
+        "gflops",
+        "peak_gflops",
+        "fraction_of_peak",
+        "compile_seconds",
+        "backend",
+        "config",
+    ):
+        assert field in saved, field
+    assert record["gflop"] > 0 and record["peak_gflops"] > 0
+    assert 0 < record["fraction_of_peak"] < 10 and record["loss_finite"]
+    assert train.conv_forward_flops(32) == 77_363_200  # 2 x MACs of the paper encoder+decoder
