@@ -1,7 +1,7 @@
 """PlaNet run configuration and its named presets.
 
 ``paper`` holds the published hyperparameters (Hafner et al. 2019, Sec. 5 and App. A);
-``quick`` is a CPU run that finishes in minutes and still learns; ``tiny`` is what the tests use.
+``quick`` is a CPU-sized run; ``tiny`` is what the tests use.
 """
 
 from __future__ import annotations
@@ -96,7 +96,11 @@ def paper() -> PlanetConfig:
 
 
 def quick() -> PlanetConfig:
-    """A CPU run (about 15 minutes on 2 cores) that still learns on point_reach / cartpole."""
+    """A CPU-sized run (about 20 minutes on 2 cores for point_reach).
+
+    The world model learns within minutes (image NLL 173 -> 7 on point_reach); the planner's
+    return does not yet clearly beat random after 50 episodes (see the issue notes).
+    """
     return PlanetConfig(
         episodes=60,
         seed_episodes=5,
