@@ -34,9 +34,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxplanet import config as config_lib
+
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "jaxplanet_manifest.json"  # {relative path: [size, crc32]} of a step's files
-_MISSING = "<missing>"
 
 
 class ConfigMismatchError(ValueError):
@@ -78,23 +79,10 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict) and d:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def config_diff(saved: Mapping, new: Mapping) -> dict[str, tuple[Any, Any]]:
     """Fields (dotted names) whose values differ: ``{name: (saved, new)}``."""
-    a, b = _flatten(to_jsonable(saved)), _flatten(to_jsonable(new))
-    return {
-        k: (a.get(k, _MISSING), b.get(k, _MISSING))
-        for k in sorted(a.keys() | b.keys())
-        if a.get(k, _MISSING) != b.get(k, _MISSING)
-    }
+    rows = config_lib.diff(to_jsonable(saved), to_jsonable(new))
+    return {name: (old, value) for name, old, value in rows}
 
 
 def write_config(directory: str | os.PathLike, config: Mapping) -> Path:

@@ -180,7 +180,7 @@ def diff(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, An
             vb = list(vb)
         if va != vb:
             rows.append(
-                (name, "<absent>" if va is missing else va, "<absent>" if vb is missing else vb)
+                (name, "<missing>" if va is missing else va, "<missing>" if vb is missing else vb)
             )
     return rows
 
