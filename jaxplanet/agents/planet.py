@@ -69,7 +69,9 @@ def _make_functions(
     mcfg, pcfg, batch_size: int, seq_length: int, train_steps: int, context: int, action_dim: int
 ) -> Functions:
 
-    @jax.jit
+    cpu_options = convs.cpu_compiler_options()  # Eigen convs on CPU ({} elsewhere)
+
+    @functools.partial(jax.jit, compiler_options=cpu_options)
     def act(params, belief, prev_action, obs, is_first, key, noise):
         k_plan, k_noise = jax.random.split(key)
         belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
@@ -77,8 +79,7 @@ def _make_functions(
         action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
         return jnp.clip(action, -1.0, 1.0), belief
 
-    # Conv-heavy: on CPU compile with Eigen convolutions (see jaxplanet.convs).
-    @functools.partial(jax.jit, donate_argnums=0, compiler_options=convs.cpu_compiler_options())
+    @functools.partial(jax.jit, donate_argnums=0, compiler_options=cpu_options)
     def update(train_state, replay_state, key):
         k_batch, k_loss = jax.random.split(key)
         batch = replay.sample(replay_state, k_batch, batch_size, seq_length)
@@ -94,7 +95,7 @@ def _make_functions(
             metrics.append(m)
         return train_state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=cpu_options)
     def open_loop(params, batch, key):
         return planet.open_loop_predictions(params, mcfg, batch, context, key)
 
