@@ -46,6 +46,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--unroll", type=int, default=1, help="unroll of the horizon scan")
+    parser.add_argument(
+        "--group", type=int, default=0, help="plan a batch this many beliefs at a time (0: all)"
+    )
     parser.add_argument("--action_dim", type=int, default=6)
     parser.add_argument("--deter", type=int, default=200)
     parser.add_argument("--stoch", type=int, default=30)
@@ -115,14 +118,27 @@ def make_planner(
     action_dim: int,
     batched: bool,
     options: dict[str, Any] | None = None,
+    group: int = 0,
 ):
-    """Jitted `(params, state, key) -> mean actions`; vmapped over (state, key) when batched."""
+    """Jitted `(params, state, key) -> mean actions`; vmapped over (state, key) when batched.
+
+    `group` > 0 plans the batch `group` beliefs at a time (`jax.lax.map(..., batch_size=group)`:
+    vmap inside a group, a loop over groups) so that the per-step arrays stay cache-sized.
+    """
 
     def plan_one(params: Any, state: rssm.State, key: jax.Array) -> jax.Array:
         return cem.plan_with(ccfg, planet.latent_step(params, cfg), state, key, action_dim)
 
-    fn = jax.vmap(plan_one, in_axes=(None, 0, 0)) if batched else plan_one
-    return jax.jit(fn, compiler_options=options or None)
+    if not batched:
+        return jax.jit(plan_one, compiler_options=options or None)
+
+    def plan_batch(params: Any, state: rssm.State, keys: jax.Array) -> jax.Array:
+        if group:
+            one = lambda xs: plan_one(params, *xs)
+            return jax.lax.map(one, (state, keys), batch_size=group)
+        return jax.vmap(plan_one, in_axes=(None, 0, 0))(params, state, keys)
+
+    return jax.jit(plan_batch, compiler_options=options or None)
 
 
 def xla_step_gflop(params: Any, cfg: planet.ModelConfig, action_dim: int, rows: int) -> float:
@@ -180,7 +196,7 @@ def setup(
     if not batched:
         state, keys = jax.tree.map(lambda x: x[0], state), keys[0]
     options = compiler_options(args)
-    planner = make_planner(cfg, ccfg, args.action_dim, batched=batched, options=options)
+    planner = make_planner(cfg, ccfg, args.action_dim, batched, options, args.group)
     return dict(
         cfg=cfg, ccfg=ccfg, params=params, state=state, keys=keys, planner=planner, options=options
     )
@@ -227,6 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {
             **dataclasses.asdict(ccfg),
             "batch": batch,
+            "group": args.group,
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(cfg),
         },

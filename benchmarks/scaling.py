@@ -9,6 +9,7 @@ same process right before each timed call, and writes JSON plus a PNG plot.
 
     python -m benchmarks.scaling --json out/scaling.json           # also writes out/scaling.png
     python -m benchmarks.scaling --envs 1,4 --candidates 100 --json /tmp/s.json
+    python -m benchmarks.scaling --group 4 --json out/scaling_g4.json  # lax.map over 4-env groups
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> Path:
     ax.set_xticks(envs, [str(e) for e in envs])
     ax.set_xlabel("environments planned in one call")
     ax.set_ylabel("imagined latent transitions / s")
+    ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     right = ax.twinx()
@@ -96,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         **common.environment(),
         "config": {
             **dataclasses.asdict(ccfg),
+            "group": args.group,
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(planning.model_config(args)),
         },
@@ -109,8 +112,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     plot_path = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if plot_path:
+        grouping = f"groups of {args.group}, " if args.group else ""
         title = (
-            f"CEM {ccfg.candidates} cand x H{ccfg.horizon} x {ccfg.iterations} it, "
+            f"CEM {ccfg.candidates} cand x H{ccfg.horizon} x {ccfg.iterations} it, {grouping}"
             f"{record['backend']} ({record['cpu_count']} cores)"
         )
         record["plot"] = str(plot(rows, plot_path, title))

@@ -83,6 +83,8 @@ def test_planning_main_tiny(tmp_path):
 def test_planning_main_batched(tmp_path):
     record = planning.main([*TINY, "--batch", "3", "--repeats", "1"])
     assert record["plan_shape"] == [3, 3, 2]
+    grouped = planning.main([*TINY, "--batch", "3", "--group", "2", "--repeats", "1"])
+    assert grouped["plan_shape"] == [3, 3, 2] and grouped["config"]["group"] == 2
     assert record["transitions_per_second"] == pytest.approx(
         3 * 16 * 3 * 2 / record["seconds_median"]
     )

@@ -31,6 +31,20 @@ def test_spec_and_shapes(env):
     assert 0.0 <= float(reward) <= env.spec.action_repeat  # per env step in [0, 1]
 
 
+def test_targets_spots_and_uniform():
+    keys = jax.random.split(jax.random.PRNGKey(1), 200)
+    spots = np.asarray(jax.vmap(envs.make_jax("point_reach").reset)(keys)[0].target)
+    found = {tuple(np.round(t, 6)) for t in spots}
+    assert found == set(pr.TARGET_SPOTS)  # all four spots and nothing else
+    uniform_env = envs.make_jax("point_reach_uniform")
+    assert uniform_env.spec.name == "point_reach_uniform"
+    targets = np.asarray(jax.vmap(uniform_env.reset)(keys)[0].target)
+    assert len({tuple(t) for t in targets}) == 200 and np.all(np.abs(targets) <= pr.SPAWN)
+    assert targets.min() < -0.7 and targets.max() > 0.7
+    with pytest.raises(ValueError, match="targets"):
+        pr.make(targets="ring")
+
+
 def test_dynamics_closed_form():
     """From rest with constant force f over 2 env steps: v = 0.2f, 0.36f; p = 0.02f, 0.056f."""
     env = pr.make(action_repeat=2)
@@ -100,7 +114,7 @@ def test_render_draws_target_and_agent(env):
     np.testing.assert_array_equal(img[row_col((-0.5, -0.5))], pr.AGENT_COLOUR)
     np.testing.assert_array_equal(img[row_col((0.5, 0.5))], pr.TARGET_COLOUR)
     np.testing.assert_array_equal(img[0, 0], pr.BACKGROUND)
-    np.testing.assert_array_equal(img[32, 5], pr.FLOOR)
+    np.testing.assert_array_equal(img[32, 8], pr.FLOOR)
     # Anti-aliased edge: some pixels lie strictly between floor and agent colour.
     mixed = np.all(img != np.array(pr.FLOOR), -1) & np.all(img != np.array(pr.AGENT_COLOUR), -1)
     assert mixed.any()

@@ -16,6 +16,7 @@ Bring your own environment: any object with the `HostEnv` methods works with the
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,10 @@ GYM_PREFIX = "gym:"
 #: Pure-JAX tasks: name -> (factory(**options) -> JaxEnv, default options).
 JAX_ENVS: dict[str, tuple[Callable[..., JaxEnv], dict[str, Any]]] = {
     "point_reach": (point_reach.make, point_reach.DEFAULTS),
+    "point_reach_uniform": (
+        functools.partial(point_reach.make, targets="uniform"),
+        point_reach.DEFAULTS,
+    ),
 }
 
 

@@ -1,15 +1,19 @@
 """PointReach: a pure-JAX pixel reaching task for fast tests of PlaNet-style agents.
 
 A point mass moves in the box [-1, 1]^2 under a 2-D force action in [-1, 1]^2 and must reach
-a target drawn uniformly at reset. Observations are 64x64x3 uint8 images rendered with pure
-`jnp` (anti-aliased discs), so reset/step/render jit and vmap like any other JAX function, and
-`transition` (dynamics + reward without rendering) is the true simulator for planners.
+a target drawn at reset: one of four fixed spots (+-0.5, +-0.5) for ``point_reach`` (the agent
+must still read from the image which one), uniform in [-0.8, 0.8]^2 for
+``point_reach_uniform`` (harder to learn from few episodes: every episode shows one new target).
+
+Observations are 64x64x3 uint8 images rendered with pure `jnp` (anti-aliased discs), so
+reset/step/render jit and vmap like any other JAX function, and `transition` (dynamics +
+reward without rendering) is the true simulator for planners.
 
 Dynamics per env step (semi-implicit Euler with linear damping):
     vel <- DAMPING * vel + GAIN * force        (terminal speed GAIN / (1 - DAMPING) = 1.0)
     pos <- pos + DT * vel                       (so at most 0.1 per env step and axis)
     walls: pos clamped to [-1, 1]; the velocity component into a wall is set to 0.
-Start and target positions are uniform in [-0.8, 0.8]^2. A controller that pushes straight
+Start positions are uniform in [-0.8, 0.8]^2. A controller that pushes straight
 at the target reaches any target within 10 agent steps (action_repeat=2).
 
 Reward per env step (dense, in [0, 1]), summed over the action repeat:
@@ -32,18 +36,20 @@ from jaxplanet.envs.base import EnvSpec, JaxEnv, check_episode
 DT = 0.1
 DAMPING = 0.8
 GAIN = 0.2
-SPAWN = 0.8  # start and target are uniform in [-SPAWN, SPAWN]^2
+SPAWN = 0.8  # start (and uniform targets) in [-SPAWN, SPAWN]^2
+TARGET_SPOTS = ((0.5, 0.5), (-0.5, 0.5), (-0.5, -0.5), (0.5, -0.5))  # targets="spots"
+TARGETS = ("spots", "uniform")
 REWARD_SIGMA = 0.25
 MAX_DIST = 2.0 * math.sqrt(2.0)
 
 SIZE = 64
-AGENT_RADIUS = 0.09  # world units
-TARGET_RADIUS = 0.14
+AGENT_RADIUS = 0.2  # world units (5.3 px): large enough that a pixel likelihood must model it
+TARGET_RADIUS = 0.25  # 6.7 px
 _MARGIN = AGENT_RADIUS  # world box [-1-m, 1+m] fills the image, so the agent stays visible
-BACKGROUND = (40, 44, 52)
-FLOOR = (70, 76, 88)
-TARGET_COLOUR = (80, 200, 90)
-AGENT_COLOUR = (235, 80, 50)
+BACKGROUND = (16, 18, 22)
+FLOOR = (48, 52, 60)
+TARGET_COLOUR = (60, 220, 90)
+AGENT_COLOUR = (250, 90, 40)
 
 DEFAULTS = {"action_repeat": 2, "episode_length": 100}
 
@@ -119,19 +125,24 @@ def render(state: PointReachState) -> jax.Array:
     return jnp.round(img).astype(jnp.uint8)
 
 
-def make(action_repeat: int = 2, episode_length: int = 100) -> JaxEnv:
+def make(action_repeat: int = 2, episode_length: int = 100, targets: str = "spots") -> JaxEnv:
     """Builds PointReach as a `JaxEnv`.
 
     Args:
       action_repeat: env steps per agent step (default 2).
       episode_length: env steps per episode (default 100, i.e. 50 agent steps at repeat 2).
+      targets: "spots" (one of `TARGET_SPOTS`, uniformly) or "uniform" (in [-0.8, 0.8]^2).
 
     Returns:
       `JaxEnv` with spec action_dim=2 and pure reset/step/transition/render.
     """
     check_episode(action_repeat, episode_length)
+    if targets not in TARGETS:
+        raise ValueError(f"targets: must be one of {TARGETS}, got {targets!r}")
     action_repeat, episode_length = int(action_repeat), int(episode_length)
-    spec = EnvSpec("point_reach", (SIZE, SIZE, 3), 2, action_repeat, episode_length)
+    name = "point_reach" if targets == "spots" else f"point_reach_{targets}"
+    spec = EnvSpec(name, (SIZE, SIZE, 3), 2, action_repeat, episode_length)
+    spots = jnp.asarray(TARGET_SPOTS, jnp.float32)
     max_t = episode_length // action_repeat
 
     def reset(key: jax.Array) -> tuple[PointReachState, jax.Array]:
@@ -140,7 +151,11 @@ def make(action_repeat: int = 2, episode_length: int = 100) -> JaxEnv:
         state = PointReachState(
             pos=jax.random.uniform(k_pos, (2,), jnp.float32, -SPAWN, SPAWN),
             vel=jnp.zeros((2,), jnp.float32),
-            target=jax.random.uniform(k_target, (2,), jnp.float32, -SPAWN, SPAWN),
+            target=(
+                spots[jax.random.randint(k_target, (), 0, len(TARGET_SPOTS))]
+                if targets == "spots"
+                else jax.random.uniform(k_target, (2,), jnp.float32, -SPAWN, SPAWN)
+            ),
             t=jnp.zeros((), jnp.int32),
         )
         return state, render(state)
