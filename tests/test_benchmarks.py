@@ -148,3 +148,18 @@ def test_train_benchmark_tiny(tmp_path):
     assert record["gflop"] > 0 and record["peak_gflops"] > 0
     assert 0 < record["fraction_of_peak"] < 10 and record["loss_finite"]
     assert train.conv_forward_flops(32) == 77_363_200  # 2 x MACs of the paper encoder+decoder
+
+
+def test_latent_scan_gflop_uncounted_paper_size():
+    """Hand count at paper size: prior 299,200 MACs/row, posterior 52,000 (B = T = D = 50)."""
+    from benchmarks import train
+    from jaxplanet import rssm
+
+    cfg = planet.ModelConfig()
+    params = rssm.init(cfg, jax.random.PRNGKey(0), cfg.embed_dim, 6)["params"]
+    prior, posterior = 36 * 200 + 400 * 600 + 200 * 200 + 200 * 60, 200 * 200 + 200 * 60
+    observe = 49 * 50 * (prior + posterior)
+    overshoot = 49 * 50 * 50 * prior
+    expected = 6 * (observe + overshoot) / 1e9
+    assert train.latent_scan_gflop_uncounted(params, 50, 50, 50) == pytest.approx(expected)
+    assert train.latent_scan_gflop_uncounted(params, 50, 50, 0) == pytest.approx(6 * observe / 1e9)

@@ -19,8 +19,9 @@ at the target reaches any target within 10 agent steps (action_repeat=2).
 Reward per env step (dense, in [0, 1]), summed over the action repeat:
     r = 0.9 * exp(-d^2 / (2 * 0.25^2)) + 0.1 * (1 - d / (2 * sqrt(2))),   d = |pos - target|
 The Gaussian bump rewards being on the target; the small linear term gives a signal from
-anywhere in the box (so planning on the true simulator sees which way to go). A random policy
-scores ~0.16 per env step, an oracle ~0.93 (see tests/test_envs_point_reach.py).
+anywhere in the box (so planning on the true simulator sees which way to go). Over 256
+episodes of 100 env steps a random policy returns ~15 (~0.15 per env step), the oracle
+controller ~92 (see tests/test_envs_point_reach.py).
 """
 
 from __future__ import annotations

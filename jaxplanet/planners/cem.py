@@ -213,8 +213,8 @@ _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 @functools.cache
 def _options_supported(backend: str, items: tuple[tuple[str, str], ...]) -> bool:
     try:
-        fn = jax.jit(jnp.matmul, backend=backend, compiler_options=dict(items))
-        fn(jnp.ones((2, 2)), jnp.ones((2, 2))).block_until_ready()
+        x = jax.device_put(jnp.ones((2, 2)), jax.local_devices(backend=backend)[0])
+        jax.jit(jnp.matmul, compiler_options=dict(items))(x, x).block_until_ready()
     except Exception:  # an XLA build that does not know the option
         return False
     return True
