@@ -49,6 +49,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--group", type=int, default=0, help="plan a batch this many beliefs at a time (0: all)"
     )
+    parser.add_argument(
+        "--step",
+        choices=("fused", "latent"),
+        default="fused",
+        help="model step: planet.fused_latent_step (as the agent plans) or planet.latent_step",
+    )
     parser.add_argument("--action_dim", type=int, default=6)
     parser.add_argument("--deter", type=int, default=200)
     parser.add_argument("--stoch", type=int, default=30)
@@ -81,17 +87,27 @@ def cem_config(args: argparse.Namespace) -> cem.CEMConfig:
     )
 
 
-def step_flops(cfg: planet.ModelConfig, action_dim: int) -> int:
-    """Exact matmul FLOPs (2 per multiply-add) of one `latent_step` for one candidate.
+def step_flops(cfg: planet.ModelConfig, action_dim: int, step: str = "latent") -> int:
+    """Exact matmul FLOPs (2 per multiply-add) of one model step for one candidate.
 
-    img_step: Dense(S + A -> H), fused GRU Dense(H + D -> 3D), Dense(D -> H), Dense(H -> 2S);
-    reward head: Dense(D + S -> R), (layers - 1) x Dense(R -> R), Dense(R -> 1). Bias adds and
-    activations are not counted (XLA's count includes them, hence slightly higher).
+    `latent_step`: img_step Dense(S + A -> H), fused GRU Dense(H + D -> 3D), Dense(D -> H),
+    Dense(H -> 2S); reward head Dense(D + S -> R), (layers - 1) x Dense(R -> R), Dense(R -> 1).
+    `fused_latent_step` does the same products regrouped, minus the prior std (H x S) it skips.
+    Bias adds and activations are not counted (XLA's count includes them, hence higher).
     """
     d, s, h, r = cfg.deter, cfg.stoch, cfg.hidden, cfg.reward_hidden
     macs = (s + action_dim) * h + (h + d) * 3 * d + d * h + h * 2 * s
     macs += (d + s) * r + (cfg.reward_layers - 1) * r * r + r
+    if step == "fused" and cfg.variant == "rssm":
+        macs -= h * s
     return 2 * macs
+
+
+def model_step(params: Any, cfg: planet.ModelConfig, step: str = "fused"):
+    """`(start, step)` for the planner: `planet.fused_latent_step` or `planet.latent_step`."""
+    if step == "fused":
+        return planet.fused_latent_step(params, cfg)
+    return (lambda state: state), planet.latent_step(params, cfg)
 
 
 def posterior_beliefs(params: Any, cfg: planet.ModelConfig, action_dim: int, batch: int, key):
@@ -119,6 +135,7 @@ def make_planner(
     batched: bool,
     options: dict[str, Any] | None = None,
     group: int = 0,
+    step: str = "fused",
 ):
     """Jitted `(params, state, key) -> mean actions`; vmapped over (state, key) when batched.
 
@@ -127,7 +144,8 @@ def make_planner(
     """
 
     def plan_one(params: Any, state: rssm.State, key: jax.Array) -> jax.Array:
-        return cem.plan_with(ccfg, planet.latent_step(params, cfg), state, key, action_dim)
+        start, model = model_step(params, cfg, step)
+        return cem.plan_with(ccfg, model, start(state), key, action_dim)
 
     if not batched:
         return jax.jit(plan_one, compiler_options=options or None)
@@ -141,12 +159,14 @@ def make_planner(
     return jax.jit(plan_batch, compiler_options=options or None)
 
 
-def xla_step_gflop(params: Any, cfg: planet.ModelConfig, action_dim: int, rows: int) -> float:
-    """XLA cost analysis of one vmapped `latent_step` on `rows` states, in GFLOP."""
-    step = jax.vmap(planet.latent_step(params, cfg))
-    state = rssm.initial_state(cfg, (rows,))
+def xla_step_gflop(
+    params: Any, cfg: planet.ModelConfig, action_dim: int, rows: int, step: str = "fused"
+) -> float:
+    """XLA cost analysis of one vmapped model step on `rows` states, in GFLOP."""
+    start, model = model_step(params, cfg, step)
+    state = start(rssm.initial_state(cfg, (rows,)))
     action = jnp.zeros((rows, action_dim), jnp.float32)
-    return common.compiled_gflop(jax.jit(step), state, action)
+    return common.compiled_gflop(jax.jit(jax.vmap(model)), state, action)
 
 
 def _latent_parts(model: planet.WorldModel, state: rssm.State, action, embed) -> jax.Array:
@@ -196,7 +216,7 @@ def setup(
     if not batched:
         state, keys = jax.tree.map(lambda x: x[0], state), keys[0]
     options = compiler_options(args)
-    planner = make_planner(cfg, ccfg, args.action_dim, batched, options, args.group)
+    planner = make_planner(cfg, ccfg, args.action_dim, batched, options, args.group, args.step)
     return dict(
         cfg=cfg, ccfg=ccfg, params=params, state=state, keys=keys, planner=planner, options=options
     )
@@ -231,8 +251,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = batch * ccfg.candidates
     trips = ccfg.horizon * ccfg.iterations
-    analytic_gflop = step_flops(cfg, args.action_dim) * rows * trips / 1e9
-    xla_gflop = xla_step_gflop(parts["params"], cfg, args.action_dim, rows) * trips
+    analytic_gflop = step_flops(cfg, args.action_dim, args.step) * rows * trips / 1e9
+    xla_gflop = xla_step_gflop(parts["params"], cfg, args.action_dim, rows, args.step) * trips
 
     timing = timed(args, compiled, call_args, xla_gflop)
     mean = compiled(*call_args)
@@ -244,6 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **dataclasses.asdict(ccfg),
             "batch": batch,
             "group": args.group,
+            "step": args.step,
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(cfg),
         },
@@ -252,13 +273,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **timing,
         "gflop": xla_gflop,
         "gflop_method": (
-            "XLA cost analysis (compiled.cost_analysis()['flops']) of one jax.vmap(latent_step) "
-            f"over {rows} states, times horizon x iterations = {trips} trips (XLA counts a "
-            "while-loop body once, so the whole scanned call cannot be read directly); "
-            "CEM's own sampling/top_k/refit FLOPs are excluded"
+            "XLA cost analysis (compiled.cost_analysis()['flops']) of one vmapped "
+            f"{args.step} step over {rows} states, times horizon x iterations = {trips} trips "
+            "(XLA counts a while-loop body once, so the whole scanned call cannot be read "
+            "directly); CEM's own sampling/top_k/refit FLOPs are excluded"
         ),
         "gflop_analytic_matmul": analytic_gflop,
-        "gflop_analytic_method": "exact matmul count of latent_step (planning.step_flops)",
+        "gflop_analytic_method": f"exact matmul count of the {args.step} step (step_flops)",
         "gflops_analytic_matmul": analytic_gflop / median,
         "peak_method": (
             f"jitted fp32 {args.peak_n}x{args.peak_n} matmul (median of 3), same process, "

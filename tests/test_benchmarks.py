@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from benchmarks import common, planning, scaling
@@ -24,6 +25,18 @@ def test_step_flops_paper_size_is_the_published_figure():
     per_step = planning.step_flops(cfg, 6)
     assert per_step == 2 * (36 * 200 + 400 * 600 + 200 * 200 + 200 * 60 + 230 * 200 + 200**2 + 200)
     assert per_step * 1000 * 12 * 10 / 1e9 == pytest.approx(92.5, abs=0.05)
+    # The fused step skips the prior std layer's half (hidden x stoch multiply-adds).
+    assert planning.step_flops(cfg, 6, "fused") == per_step - 2 * 200 * 30
+
+
+def test_fused_and_latent_plans_agree_at_tiny_size():
+    args = common.parse(planning.add_model_args(common.make_parser("tiny")), TINY)
+    plans = {}
+    for step in ("fused", "latent"):
+        args.step = step
+        parts = planning.setup(args, 1)
+        plans[step] = parts["planner"](parts["params"], parts["state"], parts["keys"])
+    np.testing.assert_allclose(plans["fused"], plans["latent"], atol=1e-4)
 
 
 def test_compiled_gflop_and_cost_analysis_forms():

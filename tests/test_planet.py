@@ -291,3 +291,27 @@ def test_non_finite_detection_names_step_and_term(params, batch):
     with pytest.raises(planet.NonFiniteLossError, match=r"step 7.*reward_nll"):
         planet.check_finite(m, int(new.step))
     planet.check_finite({"loss": 1.0, "finite": True}, 1)
+
+
+@pytest.mark.parametrize("changes", [{}, {"reward_layers": 3}, {"variant": "ssm"}])
+def test_fused_latent_step_equals_latent_step(changes, batch):
+    cfg = dataclasses.replace(TINY, **changes)
+    p = _init(cfg, seed=3)
+    embed = jax.random.normal(key(1), (B, T, cfg.embed_dim))
+    post, _ = rssm.observe(p, cfg, embed, batch["action"], batch["is_first"], key(2))
+    start_belief = jax.tree.map(lambda x: x[:, 3], post)  # posterior State[B]
+    acts = jax.random.uniform(key(9), (5, B, A), minval=-1, maxval=1)
+
+    def rollout(step, state):
+        return jax.lax.scan(lambda s, a: step(s, a), state, acts)
+
+    start, fused = planet.fused_latent_step(p, cfg)
+    (end, rewards) = jax.jit(rollout, static_argnums=0)(fused, start(start_belief))
+    ref_end, ref_rewards = jax.jit(rollout, static_argnums=0)(
+        planet.latent_step(p, cfg), start_belief
+    )
+    assert rewards.shape == (5, B) and rewards.dtype == jnp.float32
+    assert end.deter.shape == (B, rssm.deter_size(cfg))
+    np.testing.assert_allclose(rewards, ref_rewards, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(end.deter, ref_end.deter, rtol=1e-4, atol=1e-5)
+    assert isinstance(end, planet.PlanState) == (cfg.variant == "rssm")

@@ -75,7 +75,8 @@ def _make_functions(
     def act(params, belief, prev_action, obs, is_first, key, noise):
         k_plan, k_noise = jax.random.split(key)
         belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
-        plan = cem.plan_with(pcfg, planet.latent_step(params, mcfg), belief, k_plan, action_dim)
+        start, step = planet.fused_latent_step(params, mcfg)
+        plan = cem.plan_with(pcfg, step, start(belief), k_plan, action_dim)
         action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
         return jnp.clip(action, -1.0, 1.0), belief
 
