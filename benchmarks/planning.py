@@ -98,7 +98,7 @@ def step_flops(cfg: planet.ModelConfig, action_dim: int, step: str = "latent") -
     d, s, h, r = cfg.deter, cfg.stoch, cfg.hidden, cfg.reward_hidden
     macs = (s + action_dim) * h + (h + d) * 3 * d + d * h + h * 2 * s
     macs += (d + s) * r + (cfg.reward_layers - 1) * r * r + r
-    if step == "fused" and cfg.variant == "rssm":
+    if step == "fused" and planet.fuses_latent_step(cfg):
         macs -= h * s
     return 2 * macs
 

@@ -375,6 +375,11 @@ class PlanState(NamedTuple):
     stoch_in: jax.Array  # [..., hidden]: prior mean @ img_in's stoch rows (next step's input)
 
 
+def fuses_latent_step(cfg: ModelConfig) -> bool:
+    """Whether :func:`fused_latent_step` fuses for ``cfg`` (the "rssm" variant in float32)."""
+    return cfg.variant == "rssm" and jnp.dtype(cfg.dtype) == jnp.float32
+
+
 def fused_latent_step(params: dict, cfg: ModelConfig):
     """:func:`latent_step` with its matmuls fused for planning: ``(start, step)``.
 
@@ -386,10 +391,10 @@ def fused_latent_step(params: dict, cfg: ModelConfig):
     matmul (reward head and the next step's input layer); the prior std is not computed (the
     planner never uses it); the action projection and the scalar reward output are fused
     multiply-adds. About 7 % faster per CEM call at paper size on CPU
-    (benchmarks/planning.py --step latent compares). Needs the "rssm" variant in float32;
-    otherwise it returns ``latent_step`` with ``start`` = identity.
+    (benchmarks/planning.py --step latent compares). Where :func:`fuses_latent_step` is False
+    it returns ``latent_step`` with ``start`` = identity.
     """
-    if cfg.variant != "rssm" or jnp.dtype(cfg.dtype) != jnp.float32:
+    if not fuses_latent_step(cfg):
         return (lambda state: state), latent_step(params, cfg)
     cell, head = params["params"]["rssm"], params["params"]["reward"]
     d, s, h = cfg.deter, cfg.stoch, cfg.hidden
