@@ -25,8 +25,17 @@ def test_step_flops_paper_size_is_the_published_figure():
     per_step = planning.step_flops(cfg, 6)
     assert per_step == 2 * (36 * 200 + 400 * 600 + 200 * 200 + 200 * 60 + 230 * 200 + 200**2 + 200)
     assert per_step * 1000 * 12 * 10 / 1e9 == pytest.approx(92.5, abs=0.05)
-    # The fused step skips the prior std layer's half (hidden x stoch multiply-adds).
-    assert planning.step_flops(cfg, 6, "fused") == per_step - 2 * 200 * 30
+    # The fused step skips the prior std layer's half (hidden x stoch multiply-adds) and leaves
+    # the reward output layer (reward_hidden multiply-adds) to the once-per-sequence readout.
+    assert planning.step_flops(cfg, 6, "fused") == per_step - 2 * (200 * 30 + 200)
+    assert planning.readout_flops(cfg, "fused") == 2 * 200
+    assert planning.readout_flops(cfg, "latent") == 0
+    ccfg = cem.CEMConfig()
+    fused_call = (per_step - 2 * 200 * 30 - 2 * 200) * 12 * 1000 * 10 + 2 * 200 * 1000 * 10
+    assert planning.analytic_gflop(cfg, ccfg, 6, 1, "fused") == pytest.approx(fused_call / 1e9)
+    assert planning.analytic_gflop(cfg, ccfg, 6, 4, "latent") == pytest.approx(
+        4 * per_step * 12 * 1000 * 10 / 1e9
+    )
 
 
 def test_fused_and_latent_plans_agree_at_tiny_size():

@@ -124,6 +124,43 @@ def test_discount_weights_rewards_per_step():
     np.testing.assert_allclose(returns, np.full(7, 1 + 0.5 + 0.25 + 0.125))
 
 
+def feature_step(state, action):
+    """`target_step` + 0.5 with its reward split into features [A] and an affine readout."""
+    return state, -((action - state["target"]) ** 2)
+
+
+def feature_readout(features, weight):
+    return jnp.sum(features, axis=-1) + 0.5 * weight
+
+
+def test_readout_of_summed_features_equals_the_discounted_return():
+    state = {"target": jnp.array([0.3, -0.4])}
+    actions = jax.random.uniform(jax.random.key(3), (5, 64, 2), minval=-1, maxval=1)
+    reward_step = lambda s, a: (s, jnp.sum(feature_step(s, a)[1]) + 0.5)  # noqa: E731
+    expected = cem.evaluate(reward_step, state, actions, discount=0.8)
+    by_hand = (0.8 ** jnp.arange(5.0)) @ (-jnp.sum((actions - state["target"]) ** 2, -1) + 0.5)
+    np.testing.assert_allclose(expected, by_hand, rtol=1e-5)
+    returns = cem.evaluate(feature_step, state, actions, discount=0.8, readout=feature_readout)
+    assert returns.shape == (64,) and returns.dtype == jnp.float32
+    np.testing.assert_allclose(returns, expected, rtol=1e-5, atol=1e-6)
+
+    # The same plan either way (plan, plan_with and random shooting pass the readout on).
+    key, config = jax.random.key(4), cem.CEMConfig(3, iterations=6, candidates=300, top_k=30)
+    plans = [
+        cem.plan_with(config, reward_step, state, key, 2),
+        cem.plan_with(config, feature_step, state, key, 2, readout=feature_readout),
+    ]
+    np.testing.assert_allclose(plans[0], plans[1], atol=1e-6)
+    shots = [
+        cem.random_shooting(reward_step, state, key, horizon=2, action_dim=2),
+        cem.random_shooting(
+            feature_step, state, key, horizon=2, action_dim=2, readout=feature_readout
+        ),
+    ]
+    np.testing.assert_allclose(shots[0], shots[1], atol=1e-6)
+    np.testing.assert_allclose(plans[0], jnp.broadcast_to(state["target"], (3, 2)), atol=0.1)
+
+
 def test_random_shooting_is_best_sample():
     target = {"target": jnp.array([0.37])}
     seq = cem.random_shooting(

@@ -305,11 +305,21 @@ def test_fused_latent_step_equals_latent_step(changes, batch):
     def rollout(step, state):
         return jax.lax.scan(lambda s, a: step(s, a), state, acts)
 
-    start, fused = planet.fused_latent_step(p, cfg)
-    (end, rewards) = jax.jit(rollout, static_argnums=0)(fused, start(start_belief))
+    fused = planet.fused_latent_step(p, cfg)
+    (end, out) = jax.jit(rollout, static_argnums=0)(fused.step, fused.start(start_belief))
     ref_end, ref_rewards = jax.jit(rollout, static_argnums=0)(
         planet.latent_step(p, cfg), start_belief
     )
+    assert (fused.readout is None) == (cfg.variant != "rssm")
+    if fused.readout is None:
+        rewards = out
+    else:  # reward features [5, B, R]; the readout of each step's features is its reward
+        assert out.shape == (5, B, cfg.reward_hidden)
+        rewards = fused.readout(out, jnp.float32(1.0))
+        # ... and the readout of the discounted sum is the discounted return.
+        weights = 0.9 ** jnp.arange(5.0)
+        total = fused.readout(jnp.einsum("t,tbr->br", weights, out), weights.sum())
+        np.testing.assert_allclose(total, weights @ ref_rewards, rtol=1e-4, atol=1e-5)
     assert rewards.shape == (5, B) and rewards.dtype == jnp.float32
     assert end.deter.shape == (B, rssm.deter_size(cfg))
     np.testing.assert_allclose(rewards, ref_rewards, rtol=1e-4, atol=1e-5)

@@ -75,8 +75,9 @@ def _make_functions(
     def act(params, belief, prev_action, obs, is_first, key, noise):
         k_plan, k_noise = jax.random.split(key)
         belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
-        start, step = planet.fused_latent_step(params, mcfg)
-        plan = cem.plan_with(pcfg, step, start(belief), k_plan, action_dim)
+        model = planet.fused_latent_step(params, mcfg)
+        start = model.start(belief)
+        plan = cem.plan_with(pcfg, model.step, start, k_plan, action_dim, readout=model.readout)
         action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
         return jnp.clip(action, -1.0, 1.0), belief
 
