@@ -421,7 +421,7 @@ def fused_latent_step(params: dict, cfg: ModelConfig) -> FusedStep:
     * the reward head's scalar output layer is left to ``readout``, which the planner applies
       once per action sequence to the summed features instead of once per step.
 
-    About 10 % faster per CEM call at paper size on CPU than ``latent_step``
+    About 7 % faster per CEM call at paper size on CPU than ``latent_step``
     (``python -m benchmarks.planning --step latent`` compares). Where
     :func:`fuses_latent_step` is False it returns ``latent_step`` with ``start`` = identity and
     ``readout`` = None.
