@@ -161,6 +161,14 @@ def test_readout_of_summed_features_equals_the_discounted_return():
     np.testing.assert_allclose(plans[0], jnp.broadcast_to(state["target"], (3, 2)), atol=0.1)
 
 
+def test_features_without_readout_and_bad_readout_are_refused():
+    state, actions = {"target": jnp.zeros(2)}, jnp.zeros((3, 8, 2))
+    with pytest.raises(ValueError, match="needs `readout`"):
+        cem.evaluate(feature_step, state, actions)
+    with pytest.raises(ValueError, match=r"readout must return one return per candidate \[8\]"):
+        cem.evaluate(feature_step, state, actions, readout=lambda f, w: f)
+
+
 def test_random_shooting_is_best_sample():
     target = {"target": jnp.array([0.37])}
     seq = cem.random_shooting(

@@ -141,6 +141,11 @@ def evaluate(
     states = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
     batched_step = jax.vmap(step)
     _, out = jax.eval_shape(batched_step, states, actions[0])
+    if readout is None and out.shape != (n,):
+        raise ValueError(
+            f"step must return a scalar reward per state, got shape {out.shape[1:]}; "
+            "a step that returns reward features needs `readout`"
+        )
 
     def body(carry, action_t):
         states, total, scale = carry
@@ -153,7 +158,10 @@ def evaluate(
     if readout is None:
         return total
     weight = sum(discount**t for t in range(actions.shape[0]))
-    return readout(total, jnp.float32(weight)).astype(jnp.float32)
+    returns = readout(total, jnp.float32(weight))
+    if returns.shape != (n,):
+        raise ValueError(f"readout must return one return per candidate [{n}], got {returns.shape}")
+    return returns.astype(jnp.float32)
 
 
 def plan(
