@@ -451,10 +451,7 @@ def fused_latent_step(params: dict, cfg: ModelConfig) -> FusedStep:
         action_in = sum(action[..., i : i + 1] * w_in_action[i] for i in range(action.shape[-1]))
         x = jax.nn.relu(state.stoch_proj[..., :h] + action_in + b_in)
         parts = jnp.concatenate([x, state.deter], -1) @ w_gru + b_gru
-        reset, cand, update = jnp.split(parts, 3, axis=-1)
-        cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
-        update = jax.nn.sigmoid(update + cfg.gru_update_bias)
-        deter = update * cand + (1.0 - update) * state.deter
+        deter = rssm.gru_gates(parts, state.deter, cfg.gru_update_bias)
         from_deter = deter @ w_deter
         stoch_proj = jax.nn.relu(from_deter[..., :h] + b_hidden) @ w_mean @ w_stoch
         x = jax.nn.relu(from_deter[..., h:] + stoch_proj[..., h:] + b0)

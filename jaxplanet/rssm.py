@@ -61,6 +61,18 @@ class State(NamedTuple):
     std: jax.Array  # [..., S] (0 for "rnn")
 
 
+def gru_gates(parts: jax.Array, h: jax.Array, update_bias: float) -> jax.Array:
+    """The fused GRU's new state from its pre-activations ``parts`` [..., 3D] and ``h`` [..., D].
+
+    ``parts`` = Dense(concat([x, h])) split as (reset, candidate, update); see the module
+    docstring. Shared by the cell and ``planet.fused_latent_step``.
+    """
+    reset, cand, update = jnp.split(parts, 3, axis=-1)
+    cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
+    update = jax.nn.sigmoid(update + update_bias)
+    return update * cand + (1.0 - update) * h
+
+
 class RSSMCell(nn.Module):
     """One RSSM step (prior and posterior) as a Linen module; see the module docstring."""
 
@@ -102,10 +114,7 @@ class RSSMCell(nn.Module):
 
     def _gru(self, x: jax.Array, h: jax.Array) -> jax.Array:
         parts = self._dense(self.gru, jnp.concatenate([x, h], -1))
-        reset, cand, update = jnp.split(parts, 3, axis=-1)
-        cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
-        update = jax.nn.sigmoid(update + self.gru_update_bias)
-        return update * cand + (1.0 - update) * h
+        return gru_gates(parts, h, self.gru_update_bias)
 
     def img_step(self, state: State, action: jax.Array, key: jax.Array | None = None) -> State:
         """Prior p(s' | h', ...) after ``action``; [..., A] -> State[...]."""
