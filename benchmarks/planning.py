@@ -99,14 +99,19 @@ def step_flops(cfg: planet.ModelConfig, action_dim: int, step: str = "latent") -
     d, s, h, r = cfg.deter, cfg.stoch, cfg.hidden, cfg.reward_hidden
     macs = (s + action_dim) * h + (h + d) * 3 * d + d * h + h * 2 * s
     macs += (d + s) * r + (cfg.reward_layers - 1) * r * r + r
-    if step == "fused" and planet.fuses_latent_step(cfg):
+    if _fuses(cfg, step):
         macs -= h * s + r
     return 2 * macs
 
 
+def _fuses(cfg: planet.ModelConfig, step: str) -> bool:
+    """Whether `step` plans with the fused step (and its readout) for `cfg`."""
+    return step == "fused" and planet.fuses_latent_step(cfg)
+
+
 def readout_flops(cfg: planet.ModelConfig, step: str = "latent") -> int:
     """Matmul FLOPs of the planner's readout per action sequence (0 without one)."""
-    return 2 * cfg.reward_hidden if step == "fused" and planet.fuses_latent_step(cfg) else 0
+    return 2 * cfg.reward_hidden if _fuses(cfg, step) else 0
 
 
 def analytic_gflop(

@@ -140,10 +140,10 @@ def evaluate(
     n = actions.shape[1]
     states = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
     batched_step = jax.vmap(step)
-    _, out = jax.eval_shape(batched_step, states, actions[0])
-    if readout is None and out.shape != (n,):
+    _, out_shape = jax.eval_shape(batched_step, states, actions[0])
+    if readout is None and out_shape.shape != (n,):
         raise ValueError(
-            f"step must return a scalar reward per state, got shape {out.shape[1:]}; "
+            f"step must return a scalar reward per state, got shape {out_shape.shape[1:]}; "
             "a step that returns reward features needs `readout`"
         )
 
@@ -153,7 +153,7 @@ def evaluate(
         total = total + scale * out.astype(total.dtype)
         return (states, total, scale * discount), None
 
-    init = (states, jnp.zeros(out.shape, jnp.float32), jnp.ones((), jnp.float32))
+    init = (states, jnp.zeros(out_shape.shape, jnp.float32), jnp.ones((), jnp.float32))
     (_, total, _), _ = jax.lax.scan(body, init, actions, unroll=unroll)
     if readout is None:
         return total
