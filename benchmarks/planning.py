@@ -50,16 +50,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--group", type=int, default=0, help="plan a batch this many beliefs at a time (0: all)"
     )
     parser.add_argument(
-        "--step",
-        choices=("fused", "latent"),
-        default="fused",
-        help="model step: planet.fused_latent_step (as the agent plans) or planet.latent_step",
+        "--sample",
+        choices=("true", "false"),
+        default="true",
+        help="sample the belief and each prior step (as the agent plans) or follow the means",
     )
     parser.add_argument("--action_dim", type=int, default=6)
     parser.add_argument("--deter", type=int, default=200)
     parser.add_argument("--stoch", type=int, default=30)
     parser.add_argument("--hidden", type=int, default=200)
-    parser.add_argument("--reward_hidden", type=int, default=None, help="default: --hidden")
+    parser.add_argument("--reward_hidden", type=int, default=100, help="released: 100")
     parser.add_argument("--depth", type=int, default=32, help="conv depth (sets embed size)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -71,7 +71,7 @@ def model_config(args: argparse.Namespace) -> planet.ModelConfig:
         deter=args.deter,
         stoch=args.stoch,
         hidden=args.hidden,
-        reward_hidden=args.reward_hidden or args.hidden,
+        reward_hidden=args.reward_hidden,
         depth=args.depth,
     )
 
@@ -87,47 +87,25 @@ def cem_config(args: argparse.Namespace) -> cem.CEMConfig:
     )
 
 
-def step_flops(cfg: planet.ModelConfig, action_dim: int, step: str = "latent") -> int:
-    """Exact matmul FLOPs (2 per multiply-add) of one model step for one candidate.
+def step_flops(cfg: planet.ModelConfig, action_dim: int) -> int:
+    """Exact matmul FLOPs (2 per multiply-add) of one `planet.latent_step` for one candidate.
 
-    `latent_step`: img_step Dense(S + A -> H), fused GRU Dense(H + D -> 3D), Dense(D -> H),
-    Dense(H -> 2S); reward head Dense(D + S -> R), (layers - 1) x Dense(R -> R), Dense(R -> 1).
-    `fused_latent_step` does the same products regrouped, minus the prior std (H x S) it skips
-    and minus the reward output layer (R), which its readout applies once per sequence
-    (`readout_flops`). Bias adds and activations are not counted (XLA's count includes them).
+    img_step Dense(S + A -> H), fused GRU Dense(H + D -> 3D), Dense(D -> H), Dense(H -> 2S);
+    reward head Dense(D + S -> R), (layers - 1) x Dense(R -> R), Dense(R -> 1). Bias adds,
+    activations and the prior's noise draws are not counted (XLA's count includes the first two).
     """
     d, s, h, r = cfg.deter, cfg.stoch, cfg.hidden, cfg.reward_hidden
     macs = (s + action_dim) * h + (h + d) * 3 * d + d * h + h * 2 * s
     macs += (d + s) * r + (cfg.reward_layers - 1) * r * r + r
-    if _fuses(cfg, step):
-        macs -= h * s + r
     return 2 * macs
 
 
-def _fuses(cfg: planet.ModelConfig, step: str) -> bool:
-    """Whether `step` plans with the fused step (and its readout) for `cfg`."""
-    return step == "fused" and planet.fuses_latent_step(cfg)
-
-
-def readout_flops(cfg: planet.ModelConfig, step: str = "latent") -> int:
-    """Matmul FLOPs of the planner's readout per action sequence (0 without one)."""
-    return 2 * cfg.reward_hidden if _fuses(cfg, step) else 0
-
-
 def analytic_gflop(
-    cfg: planet.ModelConfig, ccfg: cem.CEMConfig, action_dim: int, batch: int, step: str
+    cfg: planet.ModelConfig, ccfg: cem.CEMConfig, action_dim: int, batch: int
 ) -> float:
-    """Exact matmul GFLOP of one planning call for `batch` beliefs (steps plus readouts)."""
+    """Exact matmul GFLOP of one planning call for `batch` beliefs."""
     sequences = batch * ccfg.candidates * ccfg.iterations
-    per_sequence = step_flops(cfg, action_dim, step) * ccfg.horizon + readout_flops(cfg, step)
-    return per_sequence * sequences / 1e9
-
-
-def model_step(params: Any, cfg: planet.ModelConfig, step: str = "fused") -> planet.FusedStep:
-    """The planner's model: `planet.fused_latent_step` or `planet.latent_step` in its form."""
-    if step == "fused":
-        return planet.fused_latent_step(params, cfg)
-    return planet.FusedStep(lambda state: state, planet.latent_step(params, cfg), None)
+    return step_flops(cfg, action_dim) * ccfg.horizon * sequences / 1e9
 
 
 def posterior_beliefs(params: Any, cfg: planet.ModelConfig, action_dim: int, batch: int, key):
@@ -155,7 +133,7 @@ def make_planner(
     batched: bool,
     options: dict[str, Any] | None = None,
     group: int = 0,
-    step: str = "fused",
+    sample: bool = True,
 ):
     """Jitted `(params, state, key) -> mean actions`; vmapped over (state, key) when batched.
 
@@ -164,9 +142,10 @@ def make_planner(
     """
 
     def plan_one(params: Any, state: rssm.State, key: jax.Array) -> jax.Array:
-        model = model_step(params, cfg, step)
-        start = model.start(state)
-        return cem.plan_with(ccfg, model.step, start, key, action_dim, readout=model.readout)
+        k_belief, k_plan = jax.random.split(key)
+        start = planet.plan_start(state, k_belief, sample)
+        step = planet.latent_step(params, cfg, sample)
+        return cem.plan_with(ccfg, step, start, k_plan, action_dim)
 
     if not batched:
         return jax.jit(plan_one, compiler_options=options or None)
@@ -181,13 +160,14 @@ def make_planner(
 
 
 def xla_step_gflop(
-    params: Any, cfg: planet.ModelConfig, action_dim: int, rows: int, step: str = "fused"
+    params: Any, cfg: planet.ModelConfig, action_dim: int, rows: int, sample: bool = True
 ) -> float:
     """XLA cost analysis of one vmapped model step on `rows` states, in GFLOP."""
-    model = model_step(params, cfg, step)
-    state = model.start(rssm.initial_state(cfg, (rows,)))
+    step = planet.latent_step(params, cfg, sample)
+    state = rssm.initial_state(cfg, (rows,))
     action = jnp.zeros((rows, action_dim), jnp.float32)
-    return common.compiled_gflop(jax.jit(jax.vmap(model.step)), state, action)
+    keys = jax.random.split(jax.random.key(0), rows)
+    return common.compiled_gflop(jax.jit(jax.vmap(step)), state, action, keys)
 
 
 def _latent_parts(model: planet.WorldModel, state: rssm.State, action, embed) -> jax.Array:
@@ -237,7 +217,8 @@ def setup(
     if not batched:
         state, keys = jax.tree.map(lambda x: x[0], state), keys[0]
     options = compiler_options(args)
-    planner = make_planner(cfg, ccfg, args.action_dim, batched, options, args.group, args.step)
+    sample = args.sample == "true"
+    planner = make_planner(cfg, ccfg, args.action_dim, batched, options, args.group, sample)
     return dict(
         cfg=cfg, ccfg=ccfg, params=params, state=state, keys=keys, planner=planner, options=options
     )
@@ -272,8 +253,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = batch * ccfg.candidates
     trips = ccfg.horizon * ccfg.iterations
-    analytic = analytic_gflop(cfg, ccfg, args.action_dim, batch, args.step)
-    xla_gflop = xla_step_gflop(parts["params"], cfg, args.action_dim, rows, args.step) * trips
+    analytic = analytic_gflop(cfg, ccfg, args.action_dim, batch)
+    sample = args.sample == "true"
+    xla_gflop = xla_step_gflop(parts["params"], cfg, args.action_dim, rows, sample) * trips
 
     timing = timed(args, compiled, call_args, xla_gflop)
     mean = compiled(*call_args)
@@ -285,7 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **dataclasses.asdict(ccfg),
             "batch": batch,
             "group": args.group,
-            "step": args.step,
+            "sample": sample,
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(cfg),
         },
@@ -295,15 +277,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "gflop": xla_gflop,
         "gflop_method": (
             "XLA cost analysis (compiled.cost_analysis()['flops']) of one vmapped "
-            f"{args.step} step over {rows} states, times horizon x iterations = {trips} trips "
+            f"latent step over {rows} states, times horizon x iterations = {trips} trips "
             "(XLA counts a while-loop body once, so the whole scanned call cannot be read "
-            "directly); CEM's own sampling/top_k/refit FLOPs and the fused step's readout "
-            "(reward_hidden multiply-adds per sequence) are excluded"
+            "directly); CEM's own sampling/top_k/refit FLOPs are excluded"
         ),
         "gflop_analytic_matmul": analytic,
-        "gflop_analytic_method": (
-            f"exact matmul count of the {args.step} step and readout (analytic_gflop)"
-        ),
+        "gflop_analytic_method": ("exact matmul count of the latent step (analytic_gflop)"),
         "gflops_analytic_matmul": analytic / median,
         "peak_method": (
             f"jitted fp32 {args.peak_n}x{args.peak_n} matmul (median of 3), same process, "

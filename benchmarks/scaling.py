@@ -35,7 +35,7 @@ def measure(args: argparse.Namespace, envs: int, params: Any = None) -> dict[str
     compiled = planner.lower(*call_args).compile()
     compile_seconds = time.perf_counter() - start
     transitions = envs * ccfg.candidates * ccfg.horizon * ccfg.iterations
-    gflop = planning.analytic_gflop(cfg, ccfg, args.action_dim, envs, args.step)
+    gflop = planning.analytic_gflop(cfg, ccfg, args.action_dim, envs)
     timing = planning.timed(args, compiled, call_args, gflop)
     return {
         "envs": envs,
@@ -99,12 +99,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "config": {
             **dataclasses.asdict(ccfg),
             "group": args.group,
-            "step": args.step,
+            "sample": args.sample == "true",
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(planning.model_config(args)),
         },
         "compiler_options": planning.compiler_options(args),
-        "gflop_method": "exact matmul count of the steps and readouts (planning.analytic_gflop)",
+        "gflop_method": "exact matmul count of the latent steps (planning.analytic_gflop)",
         "rows": rows,
         "speedup_vs_1_env": {
             str(row["envs"]): row["transitions_per_second"] / rows[0]["transitions_per_second"]

@@ -6,13 +6,21 @@ jitted call (`jaxplanet.planet.train_step`). FLOP/s are a fraction of the fp32 m
 measured in the same process right before each timed call (DESIGN.md, "Performance method").
 On XLA:CPU the conv gradients dominate (see `benchmarks.conv_grad`).
 
-    python -m benchmarks.train --json out/train.json                # paper: 50 x 50, depth 32, D=50
-    python -m benchmarks.train --overshooting 0                     # standard ELBO only
+    python -m benchmarks.train --json out/train.json                # paper: 50 x 50, depth 32
+    python -m benchmarks.train --overshooting 50                    # with latent overshooting
     python -m benchmarks.train --batch 8 --length 10 --depth 8      # small
+    python -m benchmarks.train --replay host --steps 10             # agent loop, host replay
+    python -m benchmarks.train --replay device --steps 10           # agent loop, device replay
+
+With ``--replay`` the figure is the agent's own training loop (``agents.planet.train``): each
+update samples its batch from a replay of random episodes, with the replay in host memory (batch
+sampled on the host and prefetched to the device while the previous update runs) or on the
+device (sampling fused into the update).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -21,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import common
 from jaxplanet import convs, planet
@@ -83,9 +92,16 @@ def add_args(parser: Any) -> Any:
     parser.add_argument(
         "--overshooting",
         type=int,
-        default=50,
-        help="latent overshooting distance D (paper preset: 50; 0 = standard ELBO)",
+        default=0,
+        help="latent overshooting distance D (paper preset: 0, as released; the paper tried 50)",
     )
+    parser.add_argument(
+        "--replay",
+        choices=("none", "host", "device"),
+        default="none",
+        help="time the agent's training loop with replay on the host or the device",
+    )
+    parser.add_argument("--steps", type=int, default=10, help="updates timed with --replay")
     parser.add_argument("--conv_impl", default="auto", help="conv implementation (networks)")
     parser.add_argument("--dtype", default="float32", help="compute dtype")
     return parser
@@ -98,7 +114,7 @@ def run(args: Any) -> dict[str, Any]:
         deter=args.deter,
         stoch=args.stoch,
         hidden=args.hidden,
-        reward_hidden=args.hidden,
+        reward_hidden=100,
         overshooting_distance=args.overshooting,
         conv_impl=args.conv_impl,
         dtype=args.dtype,
@@ -114,7 +130,7 @@ def run(args: Any) -> dict[str, Any]:
     state = planet.init_train_state(cfg, k_init, a)
     # Conv-heavy step: on CPU compile with Eigen convolutions, as the agent does.
     options = convs.cpu_compiler_options()
-    step = jax.jit(lambda s, x, k: planet.train_step(s, x, k, cfg), compiler_options=options)
+    step = jax.jit(lambda s, x, k: planet.train_step(s, cfg, x, k), compiler_options=options)
     key = jax.random.PRNGKey(1)
 
     start = time.perf_counter()
@@ -163,11 +179,77 @@ def run(args: Any) -> dict[str, Any]:
     }
 
 
+def run_replay(args: Any) -> dict[str, Any]:
+    """Updates per second of the agent's training loop with replay on the host or device."""
+    from jaxplanet import replay
+    from jaxplanet.agents import planet as agent
+    from jaxplanet.agents import planet_config
+
+    base = planet_config.paper()
+    model = dataclasses.replace(
+        base.model,
+        depth=args.depth,
+        deter=args.deter,
+        stoch=args.stoch,
+        hidden=args.hidden,
+        overshooting_distance=args.overshooting,
+        conv_impl=args.conv_impl,
+        dtype=args.dtype,
+    )
+    cfg = dataclasses.replace(
+        base, batch_size=args.batch, seq_length=args.length, model=model, replay_device=args.replay
+    )
+    a, episode_steps, episodes = args.action_dim, 501, 8
+    host = agent.replay_device(cfg)
+    rng = np.random.default_rng(0)
+    with jax.default_device(host) if host is not None else contextlib.nullcontext():
+        buf = replay.init(episodes * episode_steps, (64, 64, 3), a)
+        for _ in range(episodes):
+            episode = {
+                "obs": rng.integers(0, 256, (episode_steps, 64, 64, 3), np.uint8),
+                "action": rng.uniform(-1, 1, (episode_steps, a)).astype(np.float32),
+                "reward": rng.uniform(0, 1, episode_steps).astype(np.float32),
+                "is_first": np.arange(episode_steps) == 0,
+            }
+            buf = replay.add_episode(buf, episode)
+    if host is not None:
+        buf = jax.device_put(buf, host)
+    fns = agent.make_functions(cfg, a)
+    state = agent.init_train_state(cfg, agent.root_key(cfg), a)
+    peak = common.matmul_peak(args.peak_n)
+    times = []
+    for i in range(args.warmup + args.repeats):
+        key = jax.random.fold_in(agent.root_key(cfg), i)
+        start = time.perf_counter()
+        state, metrics = agent.train(fns, state, buf, key, args.steps, host is not None)
+        jax.block_until_ready(metrics)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    seconds = float(np.median(times)) / args.steps
+    return {
+        "benchmark": "train_replay",
+        **common.environment(),
+        "config": {"batch": args.batch, "length": args.length, "replay": args.replay},
+        "replay_on": "host" if host is not None else "device",
+        "seconds_per_update": seconds,
+        "updates_per_second": 1.0 / seconds,
+        "frames_per_second": args.batch * args.length / seconds,
+        "peak_gflops": peak,
+        "loss_finite": bool(np.all(np.isfinite(np.asarray(metrics["loss"])))),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI entry point; returns the JSON record (also written to --json)."""
     parser = add_args(common.make_parser(__doc__.splitlines()[0]))
     parser.set_defaults(repeats=3)
     args = common.parse(parser, argv)
+    if args.replay != "none":
+        record = run_replay(args)
+        common.write_json(args.json, record)
+        keys = ("replay_on", "seconds_per_update", "updates_per_second", "frames_per_second")
+        common.summary_line("train_replay", record, keys)
+        return record
     record = run(args)
     common.write_json(args.json, record)
     common.summary_line("train", record, SUMMARY_KEYS)

@@ -236,6 +236,10 @@ class Checkpointer:
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3, create: bool = True):
         self.directory = Path(directory).absolute()
+        if create:  # drop half-written step dirs of a killed save before orbax looks (its own
+            # background clean-up would race with a second one)
+            for leftover in self.directory.glob("*.orbax-checkpoint-tmp-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             enable_async_checkpointing=False,
@@ -246,9 +250,6 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=options, item_names=("state", "config", "meta")
             )
-        if create:  # orbax's own clean-up may run in the background; make it certain here
-            for leftover in self.directory.glob("*.orbax-checkpoint-tmp-*"):
-                shutil.rmtree(leftover, ignore_errors=True)
 
     def steps(self) -> list[int]:
         """Saved steps, oldest first."""

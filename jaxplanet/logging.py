@@ -72,6 +72,11 @@ class Logger:
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.logdir / METRICS_FILE
+        #: complete rows in metrics.jsonl (those already there plus those written since)
+        self.rows = 0
+        if self.metrics_path.exists():
+            with open(self.metrics_path, "rb") as f:
+                self.rows = f.read().count(b"\n")
         self._file = open(self.metrics_path, "a")  # noqa: SIM115 — closed in close()
         self._tb = None
         if use_tensorboard:
@@ -94,6 +99,7 @@ class Logger:
         row.update({str(k): _to_python(v) for k, v in metrics.items() if k != "step"})
         self._file.write(json.dumps(_json_safe(row)) + "\n")
         self._file.flush()
+        self.rows += 1
         if self._tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):

@@ -235,7 +235,9 @@ def save_episode(
     return final
 
 
-def _episode_files(directory: Path) -> list[tuple[int, int, Path]]:
+def episode_files(directory: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """``(index, length, path)`` of every episode file name in ``directory``, by index."""
+    directory = Path(directory)
     found = []
     for p in directory.iterdir() if directory.is_dir() else ():
         m = _EPISODE_RE.match(p.name)
@@ -244,7 +246,8 @@ def _episode_files(directory: Path) -> list[tuple[int, int, Path]]:
     return sorted(found)
 
 
-def _load_one(path: Path, length: int) -> dict | None:
+def load_episode_file(path: str | os.PathLike, length: int) -> dict | None:
+    """The arrays of one episode file, or None (with a warning naming it) if unreadable."""
     try:
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             ep = {k: data[k] for k in data.files}
@@ -260,10 +263,13 @@ def _load_one(path: Path, length: int) -> dict | None:
         return None
 
 
-def iter_episodes(directory: str | os.PathLike) -> Iterable[dict]:
-    """Yield the episodes in ``directory`` one at a time, by index (see `load_episodes`)."""
-    for _, length, path in _episode_files(Path(directory)):
-        ep = _load_one(path, length)
+def iter_episodes(directory: str | os.PathLike, limit: int | None = None) -> Iterable[dict]:
+    """Yield the episodes in ``directory`` one at a time, by index (see `load_episodes`);
+    with ``limit``, only those whose index is below it."""
+    for index, length, path in episode_files(directory):
+        if limit is not None and index >= limit:
+            continue
+        ep = load_episode_file(path, length)
         if ep is not None:
             yield ep
 

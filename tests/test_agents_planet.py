@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -49,37 +50,184 @@ def test_run_writes_metrics_checkpoint_video(full_run):
     assert saved["model"]["deter"] == 8
 
 
+def _comparable(rows):
+    """Rows without wall-clock fields, for run-to-run comparison."""
+    return [{k: v for k, v in r.items() if k != "env_steps_per_second"} for r in rows]
+
+
+def assert_same_rows(resumed, straight):
+    """Identical counters, episodes and eval rows; losses and returns equal (CPU)."""
+    a, b = _comparable(resumed), _comparable(straight)
+    assert [sorted(r) for r in a] == [sorted(r) for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in rb.items():
+            if isinstance(v, float):
+                assert ra[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+            else:
+                assert ra[k] == v, k
+
+
 def test_resume_continues_exactly(full_run, tmp_path):
     logdir, _ = full_run
     agent.train_and_evaluate(_cfg(episodes=4), tmp_path)
     summary = agent.train_and_evaluate(_cfg(episodes=6), tmp_path)  # episodes may grow
     assert summary["episodes"] == 6 and summary["env_steps"] == 240
-    resumed = [r for r in _rows(tmp_path) if "train_return" in r]
-    straight = [r for r in _rows(logdir) if "train_return" in r]
-    assert [r["episode"] for r in resumed] == [1, 2, 3, 4, 5, 6]
-    for a, b in zip(resumed, straight, strict=True):
-        assert a["step"] == b["step"]
-        assert a["train_return"] == pytest.approx(b["train_return"], rel=1e-5)
-        if "train/loss" in a:
-            assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
+    assert_same_rows(_rows(tmp_path), _rows(logdir))
 
 
-def test_kill_between_episode_and_checkpoint_loses_no_episode(tmp_path, monkeypatch):
-    real_save = checkpoint.Checkpointer.save
+class Killed(BaseException):
+    """Stands in for SIGKILL / Ctrl-C at a chosen point of the loop."""
 
-    def dying_save(self, step, state, config=None):
-        if step == 4:
-            raise KeyboardInterrupt  # the process dies after episode 4 hit the disk
-        return real_save(self, step, state, config)
 
-    monkeypatch.setattr(checkpoint.Checkpointer, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        agent.train_and_evaluate(_cfg(episodes=6), tmp_path)
-    assert len(list((tmp_path / "episodes").glob("*.npz"))) == 4
-    monkeypatch.setattr(checkpoint.Checkpointer, "save", real_save)
+def _kill_after_episode_file(monkeypatch):
+    real = agent.replay.save_episode
+
+    def save(directory, episode, index, **kw):
+        path = real(directory, episode, index, **kw)
+        if index == 3:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(agent.replay, "save_episode", save)
+
+
+def _kill_during_updates(monkeypatch):
+    real, calls = agent.train, [0]
+
+    def train(*args, **kw):
+        calls[0] += 1
+        out = real(*args, **kw)
+        if calls[0] == 2:  # episode 4's updates ran, the process dies before collecting it
+            raise Killed
+        return out
+
+    monkeypatch.setattr(agent, "train", train)
+
+
+def _kill_during_evaluation(monkeypatch):
+    real = agent.evaluate_episodes
+
+    def evaluate(cfg, fns, params, env, index):
+        real(cfg, fns, params, env, index)
+        raise Killed  # the first evaluation (after episode 4) never finishes
+
+    monkeypatch.setattr(agent, "evaluate_episodes", evaluate)
+
+
+def _kill_during_checkpoint_write(monkeypatch):
+    real = checkpoint.Checkpointer.save
+
+    def save(self, step, state, config=None):
+        if step == 4:  # a half-written step directory, as orbax leaves it when killed
+            tmp = self.directory / "4.orbax-checkpoint-tmp-123"
+            tmp.mkdir(parents=True)
+            (tmp / "partial").write_bytes(b"\0" * 100)
+            raise Killed
+        return real(self, step, state, config)
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
+
+
+KILLS = {
+    "after_episode_file": _kill_after_episode_file,
+    "during_updates": _kill_during_updates,
+    "during_evaluation": _kill_during_evaluation,
+    "during_checkpoint_write": _kill_during_checkpoint_write,
+}
+
+
+@pytest.mark.parametrize("phase", sorted(KILLS))
+def test_kill_at_each_phase_resumes_as_uninterrupted(
+    full_run, tmp_path, monkeypatch, capsys, phase
+):
+    logdir, _ = full_run
+    with monkeypatch.context() as m:
+        KILLS[phase](m)
+        with pytest.raises(Killed):
+            agent.train_and_evaluate(_cfg(episodes=6), tmp_path)
+    capsys.readouterr()
     summary = agent.train_and_evaluate(_cfg(episodes=6), tmp_path)
-    assert summary["episodes"] == 6 and summary["env_steps"] == 240
+    out = capsys.readouterr().out
+    assert "Resuming" in out and "checkpoint 3 covers 3 episodes" in out
+    assert summary["episodes"] == 6 and summary["grad_steps"] == 12
+    assert_same_rows(_rows(tmp_path), _rows(logdir))
     assert len(list((tmp_path / "episodes").glob("*.npz"))) == 6
+    if phase in ("after_episode_file", "during_evaluation", "during_checkpoint_write"):
+        # Episode 4 hit the disk before the kill: set aside, never deleted, and collected again.
+        assert "set aside" in out
+        assert len(list((tmp_path / "set_aside").rglob("000003-21.npz"))) == 1
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_redoes(full_run, tmp_path, capsys):
+    logdir, _ = full_run
+    agent.train_and_evaluate(_cfg(episodes=4), tmp_path)
+    newest = tmp_path / "checkpoints" / "4"
+    victim = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(b"garbage" * 10)
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="checkpoint 4 .* unusable"):
+        summary = agent.train_and_evaluate(_cfg(episodes=6), tmp_path)
+    out = capsys.readouterr().out
+    assert "checkpoint 3 covers 3 episodes" in out and "set aside" in out
+    assert summary["episodes"] == 6 and summary["grad_steps"] == 12
+    assert_same_rows(_rows(tmp_path), _rows(logdir))
+
+
+def test_unreadable_episode_file_is_named_and_set_aside(tmp_path, capsys):
+    agent.train_and_evaluate(_cfg(episodes=4), tmp_path)
+    bad = tmp_path / "episodes" / "000003-21.npz"
+    bad.write_bytes(b"not an npz")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="000003-21.npz"):
+        summary = agent.train_and_evaluate(_cfg(episodes=5), tmp_path)
+    out = capsys.readouterr().out
+    assert "unreadable episode file(s) [4] set aside" in out
+    assert summary["episodes"] == 5
+    aside = tmp_path / "set_aside" / "0" / "episodes" / "000003-21.npz"
+    assert aside.read_bytes() == b"not an npz"
+
+
+def test_in_training_evaluation_equals_eval_mode(full_run):
+    """One evaluation function: --mode=eval on the final checkpoint reproduces the eval row
+    logged at that episode (same params, env seeds and planning keys)."""
+    logdir, _ = full_run
+    logged = [r for r in _rows(logdir) if "eval_return" in r][-1]
+    summary = agent.evaluate_run(logdir)
+    assert summary["checkpoint_episodes"] == 6
+    assert summary["eval_return_mean"] == pytest.approx(logged["eval_return"], rel=1e-5)
+
+
+def test_host_replay_gives_the_same_run(full_run, tmp_path):
+    logdir, _ = full_run
+    cfg = _cfg(episodes=6, replay_device="host")
+    host = agent.replay_device(cfg)
+    assert host == jax.local_devices(backend="cpu")[0]
+    assert agent.replay_device(_cfg(replay_device="device")) is None
+    assert agent.replay_device(_cfg()) is None  # auto on CPU: the (CPU) device
+    agent.train_and_evaluate(cfg, tmp_path)
+    assert_same_rows(_rows(tmp_path), _rows(logdir))
+
+
+def test_host_replay_train_keeps_buffer_on_host():
+    from jaxplanet import replay
+
+    cfg = _cfg(replay_device="host")
+    host = agent.replay_device(cfg)
+    with jax.default_device(host):
+        buf = replay.init(64, (64, 64, 3), 2)
+        ep = {
+            "obs": np.zeros((21, 64, 64, 3), np.uint8),
+            "action": np.zeros((21, 2), np.float32),
+            "reward": np.zeros(21, np.float32),
+            "is_first": np.arange(21) == 0,
+        }
+        buf = replay.add_episode(buf, ep)
+    buf = jax.device_put(buf, host)
+    fns = agent.make_functions(cfg, 2)
+    state = agent.init_train_state(cfg, agent.root_key(cfg), 2)
+    state, metrics = agent.train(fns, state, buf, agent.root_key(cfg), 3, host_replay=True)
+    assert buf.obs.sharding.device_set == {host}  # the whole buffer never left the host
+    assert np.asarray(metrics["loss"]).shape == (3,)
 
 
 def test_changed_config_is_refused_with_the_difference(full_run):
@@ -113,8 +261,6 @@ def test_open_loop_video_shape(full_run):
     logdir, _ = full_run
     cfg = _cfg(episodes=6)
     fns = agent.make_functions(cfg, 2)
-    import jax
-
     params = planet.init(cfg.model, jax.random.PRNGKey(0), 2)
     episode = {
         "obs": np.zeros((21, 64, 64, 3), np.uint8),
@@ -127,8 +273,6 @@ def test_open_loop_video_shape(full_run):
 
 def test_model_loss_falls_clearly_on_point_reach():
     """The world model learns point_reach frames: image NLL falls by more than half."""
-    import jax
-
     from jaxplanet import envs, replay
     from jaxplanet.agents import episodes as episodes_lib
 
@@ -140,7 +284,8 @@ def test_model_loss_falls_clearly_on_point_reach():
         buf = replay.add_episode(buf, episodes_lib.episode_arrays(ep))
     fns = agent.make_functions(cfg, 2)
     state = agent.init_train_state(cfg, agent.root_key(cfg), 2)
-    state, metrics = fns.train(state, buf, jax.random.key(1, impl="rbg"))
+    key = jax.random.key(1, impl="rbg")
+    state, metrics = agent.train(fns, state, buf, key, cfg.train_steps)
     nll = np.asarray(metrics["image_nll"])
     assert np.all(np.isfinite(nll))
     assert nll[-10:].mean() < 0.5 * nll[:10].mean(), (nll[:10].mean(), nll[-10:].mean())

@@ -1,4 +1,6 @@
-"""Tests for jaxplanet.planners.cem: known optima of small quadratic problems."""
+"""Tests for jaxplanet.planners.cem: known optima of small quadratic problems, the
+`step(state, action, key)` protocol with per-candidate keys, and CEM on point_reach's true
+dynamics."""
 
 from typing import NamedTuple
 
@@ -10,8 +12,9 @@ import pytest
 from jaxplanet.planners import cem
 
 
-def target_step(state, action):
+def target_step(state, action, key):
     """Reward -||a - target||^2 at every step: the optimal plan repeats clip(target)."""
+    del key
     return state, -jnp.sum((action - state["target"]) ** 2)
 
 
@@ -20,8 +23,9 @@ class Point(NamedTuple):
     target: jax.Array  # [A]
 
 
-def point_step(state: Point, action):
+def point_step(state: Point, action, key):
     """pos' = pos + a, reward -||pos' - target||^2: optimum a_0 = target - pos, then a_t = 0."""
+    del key
     pos = state.pos + action
     return Point(pos, state.target), -jnp.sum((pos - state.target) ** 2)
 
@@ -119,54 +123,70 @@ def test_info_best_return_improves_and_plan_with_matches_plan():
 
 def test_discount_weights_rewards_per_step():
     # Reward 1 per step: the return of any sequence is sum_t discount^t.
-    actions = jnp.zeros((4, 7, 1))
-    returns = cem.evaluate(lambda s, a: (s, jnp.float32(1.0)), jnp.zeros(()), actions, discount=0.5)
+    actions = jnp.zeros((7, 4, 1))  # [N, H, A]
+    one = lambda s, a, k: (s, jnp.float32(1.0))
+    returns = cem.evaluate(one, jnp.zeros(()), actions, jax.random.key(0), discount=0.5)
+    assert returns.shape == (7,) and returns.dtype == jnp.float32
     np.testing.assert_allclose(returns, np.full(7, 1 + 0.5 + 0.25 + 0.125))
 
 
-def feature_step(state, action):
-    """`target_step` + 0.5 with its reward split into features [A] and an affine readout."""
-    return state, -((action - state["target"]) ** 2)
+def noise_step(state, action, key):
+    """Reward is pure noise from the step's key: independent keys give independent rewards."""
+    return state, jax.random.normal(key, ())
 
 
-def feature_readout(features, weight):
-    return jnp.sum(features, axis=-1) + 0.5 * weight
+def test_every_candidate_and_step_gets_its_own_key():
+    actions = jnp.zeros((256, 12, 2))  # identical sequences: only the keys differ
+    returns = np.asarray(cem.evaluate(noise_step, jnp.zeros(()), actions, jax.random.key(1)))
+    assert len(np.unique(returns)) == 256  # no two candidates share their noise
+    # Each return sums 12 independent N(0, 1) draws (not one draw repeated 12 times, var 144).
+    assert 12 * 0.7 < returns.var() < 12 * 1.4
+    again = cem.evaluate(noise_step, jnp.zeros(()), actions, jax.random.key(1))
+    np.testing.assert_array_equal(returns, again)  # same key, same returns
+    other = cem.evaluate(noise_step, jnp.zeros(()), actions, jax.random.key(2))
+    assert not np.array_equal(returns, np.asarray(other))
 
 
-def test_readout_of_summed_features_equals_the_discounted_return():
-    state = {"target": jnp.array([0.3, -0.4])}
-    actions = jax.random.uniform(jax.random.key(3), (5, 64, 2), minval=-1, maxval=1)
-    reward_step = lambda s, a: (s, jnp.sum(feature_step(s, a)[1]) + 0.5)  # noqa: E731
-    expected = cem.evaluate(reward_step, state, actions, discount=0.8)
-    by_hand = (0.8 ** jnp.arange(5.0)) @ (-jnp.sum((actions - state["target"]) ** 2, -1) + 0.5)
-    np.testing.assert_allclose(expected, by_hand, rtol=1e-5)
-    returns = cem.evaluate(feature_step, state, actions, discount=0.8, readout=feature_readout)
-    assert returns.shape == (64,) and returns.dtype == jnp.float32
-    np.testing.assert_allclose(returns, expected, rtol=1e-5, atol=1e-6)
-
-    # The same plan either way (plan, plan_with and random shooting pass the readout on).
-    key, config = jax.random.key(4), cem.CEMConfig(3, iterations=6, candidates=300, top_k=30)
-    plans = [
-        cem.plan_with(config, reward_step, state, key, 2),
-        cem.plan_with(config, feature_step, state, key, 2, readout=feature_readout),
-    ]
-    np.testing.assert_allclose(plans[0], plans[1], atol=1e-6)
-    shots = [
-        cem.random_shooting(reward_step, state, key, horizon=2, action_dim=2),
-        cem.random_shooting(
-            feature_step, state, key, horizon=2, action_dim=2, readout=feature_readout
-        ),
-    ]
-    np.testing.assert_allclose(shots[0], shots[1], atol=1e-6)
-    np.testing.assert_allclose(plans[0], jnp.broadcast_to(state["target"], (3, 2)), atol=0.1)
+def test_iterations_draw_new_noise():
+    mean, info = cem.plan(
+        noise_step,
+        jnp.zeros(()),
+        jax.random.key(3),
+        horizon=2,
+        action_dim=1,
+        iterations=3,
+        candidates=64,
+        top_k=8,
+        return_info=True,
+    )
+    best = np.asarray(info.best_return)
+    assert len(np.unique(best)) == 3  # a fresh evaluation key per iteration
 
 
-def test_features_without_readout_and_bad_readout_are_refused():
-    state, actions = {"target": jnp.zeros(2)}, jnp.zeros((3, 8, 2))
-    with pytest.raises(ValueError, match="needs `readout`"):
-        cem.evaluate(feature_step, state, actions)
-    with pytest.raises(ValueError, match=r"readout must return one return per candidate \[8\]"):
-        cem.evaluate(feature_step, state, actions, readout=lambda f, w: f)
+def test_evaluate_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"\[N, H, A\]"):
+        cem.evaluate(target_step, {"target": jnp.zeros(2)}, jnp.zeros((4, 2)), jax.random.key(0))
+    vector = lambda s, a, k: (s, jnp.zeros(3))
+    with pytest.raises(ValueError, match="scalar reward per state"):
+        cem.evaluate(vector, jnp.zeros(()), jnp.zeros((4, 2, 1)), jax.random.key(0))
+
+
+def test_refit_std_floor_var_eps():
+    # Identical elites have zero variance; the refit std is then sqrt(var_eps).
+    const = lambda s, a, k: (s, jnp.float32(0.0))
+    _, info = cem.plan(
+        const,
+        jnp.zeros(()),
+        jax.random.key(4),
+        horizon=2,
+        action_dim=1,
+        iterations=1,
+        candidates=4,
+        top_k=1,
+        var_eps=1e-6,
+        return_info=True,
+    )
+    np.testing.assert_allclose(info.std, 1e-3, rtol=1e-4)
 
 
 def test_random_shooting_is_best_sample():
@@ -185,8 +205,12 @@ def test_config_validation():
         cem.CEMConfig(horizon=0)
 
 
-def test_cem_with_true_simulator_solves_point_reach():
-    """CEM + the pure-JAX true dynamics, replanning every agent step, matches the oracle."""
+@pytest.mark.parametrize("sampled", [False, True])
+def test_cem_with_true_simulator_solves_point_reach(sampled):
+    """CEM + the pure-JAX true dynamics (`env.transition` in the planners' protocol),
+    replanning every agent step, matches the oracle. ``sampled`` plans through a stochastic
+    version of the dynamics (velocity noise drawn from each step's key), as sampled latent
+    planning does; the episode itself runs on the true, deterministic dynamics."""
     from jaxplanet import envs
     from jaxplanet.envs import point_reach
 
@@ -203,9 +227,15 @@ def test_cem_with_true_simulator_solves_point_reach():
 
         return jax.lax.scan(body, state, jax.random.split(k_policy, steps))[1].sum()
 
+    def noisy_transition(state, action, key):
+        noise = 0.05 * jax.random.normal(key, state.vel.shape)
+        return env.transition(state.replace(vel=state.vel + noise), action, key)
+
+    model = noisy_transition if sampled else env.transition
+
     def planner(state, key):
         kwargs = dict(horizon=10, iterations=4, candidates=200, top_k=20)
-        return cem.plan(env.transition, state, key, action_dim=env.spec.action_dim, **kwargs)[0]
+        return cem.plan(model, state, key, action_dim=env.spec.action_dim, **kwargs)[0]
 
     def random_policy(state, key):
         return jax.random.uniform(key, (env.spec.action_dim,), minval=-1.0, maxval=1.0)

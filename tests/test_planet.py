@@ -72,8 +72,11 @@ def _count(tree) -> int:
 def test_config_paper_defaults_and_presets():
     cfg = planet.ModelConfig()
     assert (cfg.depth, cfg.deter, cfg.stoch, cfg.hidden, cfg.min_std) == (32, 200, 30, 200, 0.1)
-    assert (cfg.free_nats, cfg.kl_scale, cfg.overshooting_distance) == (3.0, 1.0, 50)
+    # The released configuration of the paper's Table 1 agent.
+    assert (cfg.free_nats, cfg.kl_scale, cfg.overshooting_distance) == (3.0, 1.0, 0)
+    assert (cfg.reward_scale, cfg.reward_hidden, cfg.reward_layers) == (10.0, 100, 2)
     assert (cfg.lr, cfg.adam_eps, cfg.grad_clip, cfg.variant) == (1e-3, 1e-4, 1000.0, "rssm")
+    assert cfg.lr_warmup == 10_000
     assert cfg.embed_dim == 1024 and planet.ModelConfig.paper() == cfg
     assert planet.ModelConfig.tiny(variant="ssm").variant == "ssm"
     assert all(f.metadata.get("help") for f in dataclasses.fields(cfg))
@@ -112,7 +115,7 @@ def test_paper_parameter_counts():
         + 200 * 60
         + 60  # posterior mean and raw std
     )
-    reward = feat * 200 + 200 + 200 * 200 + 200 + 200 + 1
+    reward = feat * 100 + 100 + 100 * 100 + 100 + 100 + 1  # released: 2 x 100 units
     counts = {k: _count(v) for k, v in shapes.items()}
     assert counts == {"encoder": encoder, "decoder": decoder, "rssm": cell, "reward": reward}
     assert shapes["decoder"]["dense"]["kernel"].shape == (feat, 1024)
@@ -123,7 +126,8 @@ def test_loss_metrics_and_image_nll(params, batch):
     expected = {"loss", "image_nll", "reward_nll", "kl", "kl_raw", "overshooting_kl"}
     assert expected <= set(m) and {"prior_entropy", "post_entropy"} <= set(m)
     assert all(np.shape(v) == () and np.isfinite(v) for v in m.values())
-    np.testing.assert_allclose(loss, m["image_nll"] + m["reward_nll"] + m["kl"], rtol=1e-6)
+    total = m["image_nll"] + TINY.reward_scale * m["reward_nll"] + m["kl"]
+    np.testing.assert_allclose(loss, total, rtol=1e-6)
 
     @jax.jit
     def reference(params):
@@ -182,28 +186,43 @@ def test_overshooting_distance_one_is_the_standard_elbo(params, batch, states):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_overshooting_d2_known_answer_with_stop_gradient(batch):
+def test_overshooting_d3_known_answer_with_stop_gradient(batch):
+    """D = 3 by hand: one-step KL at weight kl_scale plus beta times the mean over all valid
+    (t, d) pairs with d in {2, 3} of the d-step KL against the stop-gradient posterior."""
     # Deterministic ("rnn") latents make the rollout reproducible by hand; free nats off.
     cfg = planet.ModelConfig.tiny(variant="rnn", free_nats=0.0, overshooting_kl_scale=0.7)
-    cfg2 = dataclasses.replace(cfg, overshooting_distance=2)
+    cfg3 = dataclasses.replace(cfg, overshooting_distance=3)
     cell = rssm.init(cfg, key(5), 6, A)  # a standalone cell is enough here
     first = batch["is_first"].at[1, 4].set(True)  # an episode start inside row 1
     data = {**batch, "is_first": first}
     embed = jax.random.normal(key(6), (B, T, 6))
     post, prior = rssm.observe(cell, cfg, embed, data["action"], first)
+    post_np = jax.tree.map(np.asarray, post)
+    first_np = np.asarray(first)
 
     def manual(p, post, stop=True):
         kl1 = jnp.mean(rssm.kl(cfg, post, prior))
-        start = jax.tree.map(lambda x: x[:, :-2], post)
-        acts = jnp.stack([data["action"][:, 1:-1], data["action"][:, 2:]], axis=2)
-        pred = jax.tree.map(lambda x: x[:, :, -1], rssm.imagine(p, cfg, start, acts))
-        target = post.mean[:, 2:]
-        target = jax.lax.stop_gradient(target) if stop else target
-        kl2 = 0.5 * jnp.sum(jnp.square(target - pred.mean), -1)
-        valid = ~first[:, 1:-1] & ~first[:, 2:]
-        return (kl1 + cfg.overshooting_kl_scale * jnp.sum(kl2 * valid) / (B * T)) / 2
+        total, count = 0.0, 0
+        for t0 in range(T):  # rollout start (posterior at t0), target at t0 + d
+            state = jax.tree.map(lambda x, t0=t0: x[:, t0], post)
+            for d in range(1, 4):
+                t = t0 + d
+                if t >= T:
+                    break
+                state = rssm.imagine(p, cfg, state, data["action"][:, t][:, None])
+                state = jax.tree.map(lambda x: x[:, 0], state)
+                if d == 1:
+                    continue
+                target = post.mean[:, t]
+                target = jax.lax.stop_gradient(target) if stop else target
+                kl = 0.5 * jnp.sum(jnp.square(target - state.mean), -1)  # [B]
+                valid = ~first_np[:, t0 + 1 : t + 1].any(axis=1)
+                total = total + jnp.sum(kl * valid)
+                count += int(valid.sum())
+        return cfg.kl_scale * kl1 + cfg.overshooting_kl_scale * total / count
 
-    auto = lambda p, post: planet.kl_loss(p, cfg2, post, prior, data, key(7))[0]
+    assert post_np.mean.shape == (B, T, cfg.stoch)
+    auto = lambda p, post: planet.kl_loss(p, cfg3, post, prior, data, key(7))[0]
     np.testing.assert_allclose(auto(cell, post), manual(cell, post), rtol=1e-5)
     grad = lambda fn: jax.jit(jax.grad(fn, argnums=(0, 1)))(cell, post)
     g_auto, g_man = grad(auto), grad(manual)
@@ -211,19 +230,37 @@ def test_overshooting_d2_known_answer_with_stop_gradient(batch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     g_nostop = grad(lambda p, q: manual(p, q, stop=False))
     assert not np.allclose(g_nostop[1].mean, g_auto[1].mean, atol=1e-6)  # the stop matters
+    # The one-step KL keeps its full weight (not 1 / D as in the paper's Eq. 7).
+    no_beta = dataclasses.replace(cfg3, overshooting_kl_scale=0.0)
+    one_step = planet.kl_loss(cell, no_beta, post, prior, data, key(7))[0]
+    np.testing.assert_allclose(one_step, jnp.mean(rssm.kl(cfg, post, prior)), rtol=1e-6)
 
 
 def test_latent_step_posterior_step_and_open_loop(params, batch):
-    step = jax.jit(planet.latent_step(params, TINY))
+    step = jax.jit(planet.latent_step(params, TINY, sample=False))
     s0 = rssm.initial_state(TINY, (5,))
     acts = jax.random.uniform(key(8), (5, A), minval=-1, maxval=1)
-    nxt, rew = step(s0, acts)
+    nxt, rew = step(s0, acts, key(0))
     assert nxt.deter.shape == (5, TINY.deter) and rew.shape == (5,)
     ref = rssm.imagine(params, TINY, s0, acts[:, None])
     np.testing.assert_allclose(nxt.stoch, ref.stoch[:, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(nxt.stoch, nxt.mean)  # prior mean, no sampling
     feat = rssm.features(nxt)
     np.testing.assert_allclose(rew, planet.reward(params, TINY, feat), rtol=1e-5, atol=1e-6)
+    # Sampled: the prior is sampled with the step's key; the reward is the head's mean there.
+    sampled = jax.jit(planet.latent_step(params, TINY))
+    nxt_s, rew_s = sampled(s0, acts, key(1))
+    noise = jax.random.normal(key(1), nxt_s.mean.shape)
+    np.testing.assert_allclose(nxt_s.stoch, nxt_s.mean + nxt_s.std * noise, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nxt_s.mean, nxt.mean, rtol=1e-5, atol=1e-6)
+    feat_s = rssm.features(nxt_s)
+    np.testing.assert_allclose(rew_s, planet.reward(params, TINY, feat_s), rtol=1e-5, atol=1e-6)
+    # The plan starts from one belief sample (or its mean).
+    b = planet.plan_start(nxt_s, key(2))
+    np.testing.assert_allclose(
+        b.stoch, nxt_s.mean + nxt_s.std * jax.random.normal(key(2), b.stoch.shape), rtol=1e-5
+    )
+    np.testing.assert_array_equal(planet.plan_start(nxt_s, key(2), sample=False).stoch, nxt_s.mean)
 
     @jax.jit
     def filtered(params):  # whole-chunk filtering with means, and its reconstructions
@@ -248,7 +285,7 @@ def test_training_reduces_image_nll(params, batch):
     state = planet.TrainState(params, planet.make_optimizer(TINY).init(params), jnp.int32(0))
     nll = []
     for i in range(100):
-        state, m = _train_step(state, batch, key(100 + i), cfg=TINY)
+        state, m = _train_step(state, TINY, batch, key(100 + i))
         planet.check_finite(m, int(state.step))
         nll.append(float(m["image_nll"]))
     assert int(state.step) == 100 and float(m["grad_norm"]) > 0
@@ -284,7 +321,7 @@ def test_variants_and_overshooting_give_finite_losses(params, batch, changes):
 def test_non_finite_detection_names_step_and_term(params, batch):
     state = planet.TrainState(params, planet.make_optimizer(TINY).init(params), jnp.int32(6))
     bad = {**batch, "reward": batch["reward"].at[0, 3].set(jnp.nan)}
-    new, m = _train_step(state, bad, key(0), cfg=TINY)
+    new, m = _train_step(state, TINY, bad, key(0))
     assert not bool(m["finite"]) and int(new.step) == 7
     for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)  # the update was skipped
@@ -293,35 +330,8 @@ def test_non_finite_detection_names_step_and_term(params, batch):
     planet.check_finite({"loss": 1.0, "finite": True}, 1)
 
 
-@pytest.mark.parametrize("changes", [{}, {"reward_layers": 3}, {"variant": "ssm"}])
-def test_fused_latent_step_equals_latent_step(changes, batch):
-    cfg = dataclasses.replace(TINY, **changes)
-    p = _init(cfg, seed=3)
-    embed = jax.random.normal(key(1), (B, T, cfg.embed_dim))
-    post, _ = rssm.observe(p, cfg, embed, batch["action"], batch["is_first"], key(2))
-    start_belief = jax.tree.map(lambda x: x[:, 3], post)  # posterior State[B]
-    acts = jax.random.uniform(key(9), (5, B, A), minval=-1, maxval=1)
-
-    def rollout(step, state):
-        return jax.lax.scan(lambda s, a: step(s, a), state, acts)
-
-    fused = planet.fused_latent_step(p, cfg)
-    (end, out) = jax.jit(rollout, static_argnums=0)(fused.step, fused.start(start_belief))
-    ref_end, ref_rewards = jax.jit(rollout, static_argnums=0)(
-        planet.latent_step(p, cfg), start_belief
-    )
-    assert (fused.readout is None) == (cfg.variant != "rssm")
-    if fused.readout is None:
-        rewards = out
-    else:  # reward features [5, B, R]; the readout of each step's features is its reward
-        assert out.shape == (5, B, cfg.reward_hidden)
-        rewards = fused.readout(out, jnp.float32(1.0))
-        # ... and the readout of the discounted sum is the discounted return.
-        weights = 0.9 ** jnp.arange(5.0)
-        total = fused.readout(jnp.einsum("t,tbr->br", weights, out), weights.sum())
-        np.testing.assert_allclose(total, weights @ ref_rewards, rtol=1e-4, atol=1e-5)
-    assert rewards.shape == (5, B) and rewards.dtype == jnp.float32
-    assert end.deter.shape == (B, rssm.deter_size(cfg))
-    np.testing.assert_allclose(rewards, ref_rewards, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(end.deter, ref_end.deter, rtol=1e-4, atol=1e-5)
-    assert isinstance(end, planet.PlanState) == (cfg.variant == "rssm")
+def test_learning_rate_ramps_linearly_as_released():
+    cfg = planet.ModelConfig.tiny(lr=1e-3, lr_warmup=10_000)
+    lr = planet.learning_rate(cfg)
+    np.testing.assert_allclose([lr(0), lr(4_999), lr(9_999), lr(20_000)], [1e-7, 5e-4, 1e-3, 1e-3])
+    assert float(planet.learning_rate(planet.ModelConfig.tiny(lr_warmup=0))(0)) == 1e-3

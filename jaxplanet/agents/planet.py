@@ -14,11 +14,13 @@
 
 Steps on every log row are environment steps after action repeat. All randomness derives from
 ``config.seed`` by ``fold_in`` of the episode index, so a resumed run continues exactly where an
-uninterrupted one would; a run killed mid-episode loses only that episode.
+uninterrupted one would. On resume the checkpoint decides what the run has done: episode files
+and metric rows written after it are set aside and redone (``jaxplanet.resume``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, convs, envs, planet, replay, rssm
+from jaxplanet import checkpoint, convs, envs, planet, replay, resume, rssm
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
@@ -37,72 +39,112 @@ from jaxplanet.planners import cem
 
 # Independent random streams, folded into the run key with the episode index.
 _TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
+EVAL_ENV_SEED = 10_000  # the evaluation env's seed offset (in training and in --mode=eval)
 
 
 class Functions(NamedTuple):
     """The jitted pieces of a PlaNet agent for one config and action size."""
 
     act: Any  # (params, belief, prev_action, obs, is_first, key, noise) -> (action, belief)
-    train: Any  # (train_state, replay_state, key) -> (train_state, metrics [C])
+    update: Any  # (train_state, replay_state, key) -> (train_state, metrics); replay on device
+    sample: Any  # (replay_state, key) -> batch, on the replay's device
+    update_batch: Any  # (train_state, batch, key) -> (train_state, metrics)
     add_episode: Any  # (replay_state, episode) -> replay_state (donates the buffer)
     open_loop: Any  # (params, batch, key) -> uint8 [B, T, 64, 64, 3]
 
 
 def make_functions(cfg: PlanetConfig, action_dim: int) -> Functions:
-    """Builds the jitted act / train / replay functions (compiled on first call).
+    """Builds the jitted act / update / replay functions (compiled on first call).
 
     Cached on the fields they depend on, so runs in one process share compilations.
     """
     return _make_functions(
-        cfg.model,
-        cfg.planner,
-        cfg.batch_size,
-        cfg.seq_length,
-        cfg.train_steps,
-        cfg.video_context,
-        action_dim,
+        cfg.model, cfg.planner, cfg.batch_size, cfg.seq_length, cfg.video_context, action_dim
     )
 
 
 @functools.lru_cache(maxsize=8)
 def _make_functions(
-    mcfg, pcfg, batch_size: int, seq_length: int, train_steps: int, context: int, action_dim: int
+    mcfg, pcfg, batch_size: int, seq_length: int, context: int, action_dim: int
 ) -> Functions:
 
     cpu_options = convs.cpu_compiler_options()  # Eigen convs on CPU ({} elsewhere)
 
     @functools.partial(jax.jit, compiler_options=cpu_options)
     def act(params, belief, prev_action, obs, is_first, key, noise):
-        k_plan, k_noise = jax.random.split(key)
+        k_belief, k_plan, k_noise = jax.random.split(key, 3)
         belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
-        model = planet.fused_latent_step(params, mcfg)
-        start = model.start(belief)
-        plan = cem.plan_with(pcfg, model.step, start, k_plan, action_dim, readout=model.readout)
+        start = planet.plan_start(belief, k_belief, pcfg.sample)
+        step = planet.latent_step(params, mcfg, pcfg.sample)
+        plan = cem.plan_with(pcfg, step, start, k_plan, action_dim)
         action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
-        return jnp.clip(action, -1.0, 1.0), belief
+        return jnp.clip(action, -1.0, 1.0), start
+
+    def sample_batch(replay_state, key):
+        return replay.sample(replay_state, key, batch_size, seq_length)
+
+    def update_batch(train_state, batch, key):
+        return planet.train_step(train_state, mcfg, batch, key)
 
     @functools.partial(jax.jit, donate_argnums=0, compiler_options=cpu_options)
     def update(train_state, replay_state, key):
         k_batch, k_loss = jax.random.split(key)
-        batch = replay.sample(replay_state, k_batch, batch_size, seq_length)
-        return planet.train_step(train_state, batch, k_loss, mcfg)
-
-    def train(train_state, replay_state, key):
-        # A host loop over one jitted update: on XLA:CPU a lax.scan over the conv train step
-        # ran ~50x slower per step than the step alone (jax 0.10.2), so the loop stays outside.
-        # Dispatch is asynchronous, so the host does not wait between steps.
-        metrics = []
-        for k in jax.random.split(key, train_steps):
-            train_state, m = update(train_state, replay_state, k)
-            metrics.append(m)
-        return train_state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
+        return update_batch(train_state, sample_batch(replay_state, k_batch), k_loss)
 
     @functools.partial(jax.jit, compiler_options=cpu_options)
     def open_loop(params, batch, key):
         return planet.open_loop_predictions(params, mcfg, batch, context, key)
 
     add_episode = jax.jit(replay.add_episode, donate_argnums=0)
-    return Functions(act, train, add_episode, open_loop)
+    return Functions(
+        act,
+        update,
+        jax.jit(sample_batch),
+        jax.jit(update_batch, donate_argnums=0, compiler_options=cpu_options),
+        add_episode,
+        open_loop,
+    )
+
+
+def replay_device(cfg: PlanetConfig) -> jax.Device | None:
+    """Where the replay lives: the host CPU for host replay, None for the compute device."""
+    mode = cfg.replay_device
+    if mode == "auto":
+        mode = "device" if jax.default_backend() == "cpu" else "host"
+    return jax.local_devices(backend="cpu")[0] if mode == "host" else None
+
+
+def train(
+    fns: Functions,
+    train_state: planet.TrainState,
+    replay_state: replay.ReplayState,
+    key: jax.Array,
+    steps: int,
+    host_replay: bool = False,
+) -> tuple[planet.TrainState, dict[str, jax.Array]]:
+    """``steps`` gradient updates on batches sampled from replay; metrics stacked [steps].
+
+    A host loop over one jitted update: on XLA:CPU a lax.scan over the conv train step ran ~50x
+    slower per step than the step alone (jax 0.10.2). Dispatch is asynchronous, so the host does
+    not wait between steps. With ``host_replay`` the batch is sampled where the replay lives and
+    the next batch is sent to the device while the current update runs (same keys, same
+    batches as device replay).
+    """
+    keys = [jax.random.split(k) for k in jax.random.split(key, steps)]
+    metrics = []
+    if not host_replay:
+        for k in jax.random.split(key, steps):
+            train_state, m = fns.update(train_state, replay_state, k)
+            metrics.append(m)
+    else:
+        device = jax.tree.leaves(train_state.params)[0].sharding
+        batch = jax.device_put(fns.sample(replay_state, keys[0][0]), device)
+        for i in range(steps):
+            train_state, m = fns.update_batch(train_state, batch, keys[i][1])
+            if i + 1 < steps:  # prefetch while the update runs
+                batch = jax.device_put(fns.sample(replay_state, keys[i + 1][0]), device)
+            metrics.append(m)
+    return train_state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
 
 def root_key(cfg: PlanetConfig) -> jax.Array:
@@ -162,26 +204,27 @@ def _check_train_metrics(metrics: dict[str, np.ndarray], first_step: int) -> Non
 
 
 class Run:
-    """Mutable host-side handles of one run (envs, logger, checkpointer); state stays pure."""
+    """Mutable host-side handles of one run (envs, checkpointer, logger); state stays pure."""
 
     def __init__(self, cfg: PlanetConfig, logdir: str | Path):
         self.cfg = cfg
         self.logdir = Path(logdir)
         # Everything that can refuse the run does so before anything is written.
         self.env = make_env(cfg, seed=cfg.seed)
-        self.eval_env = make_env(cfg, seed=cfg.seed + 10_000)
+        self.eval_env = make_env(cfg, seed=cfg.seed + EVAL_ENV_SEED)
         self.spec = self.env.spec
         config_dict = config_lib.to_dict(cfg)
         checkpoint.check_config(self.logdir, config_dict, allowed=RESUMABLE_FIELDS)
         self.logdir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(self.logdir, config_dict)
         self.episode_dir = self.logdir / "episodes"
-        self.logger = logging_lib.Logger(self.logdir)
         self.ckpt = checkpoint.Checkpointer(self.logdir / "checkpoints", cfg.keep_checkpoints)
+        self.logger: logging_lib.Logger | None = None  # opened once the run dir is reconciled
 
     def close(self) -> None:
         for obj in (self.env, self.eval_env, self.logger, self.ckpt):
-            obj.close()
+            if obj is not None:
+                obj.close()
 
 
 def train_and_evaluate(cfg: PlanetConfig, logdir: str | Path) -> dict[str, Any]:
@@ -201,40 +244,52 @@ def train_and_evaluate(cfg: PlanetConfig, logdir: str | Path) -> dict[str, Any]:
         run.close()
 
 
+def _run_state(train_state: Any, root: jax.Array, progress: resume.Progress) -> dict[str, Any]:
+    return {"train": train_state, "key": root, "progress": progress.as_dict()}
+
+
 def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
     spec, root = run.spec, root_key(cfg)
     action_dim, repeat = spec.action_dim, spec.action_repeat
     fns = make_functions(cfg, action_dim)
 
-    # Replay: every episode on disk is loaded once into a fresh buffer.
+    # The checkpoint decides what the run has done; files beyond it are set aside (resume.py).
+    train_state = init_train_state(cfg, jax.random.fold_in(root, _INIT), action_dim)
+    restored = run.ckpt.restore(_run_state(train_state, root, resume.Progress()))
+    progress = None
+    if restored is not None:
+        train_state = restored[1]["train"]
+        progress = resume.Progress.from_dict(restored[1]["progress"])
+    resumed = resume.reconcile(run.logdir, progress, restored and restored[0])
+    progress = resumed.progress
+    if restored is not None or resumed.set_aside is not None:
+        print(f"Resuming {run.logdir}: {resumed.message or 'nothing to redo'}.")
+    run.logger = logging_lib.Logger(run.logdir)
+
+    # Replay: the episodes the checkpoint covers are loaded once into a fresh buffer.
     capacity = replay.capacity_from_bytes(int(cfg.replay_bytes), spec.obs_shape, action_dim)
     capacity = min(capacity, cfg.episodes * (spec.agent_steps + 1))
     returns: list[float] = []
-    lengths: list[int] = []
 
     def reloaded():  # streams the episodes so they are never held twice
-        for episode in replay.iter_episodes(run.episode_dir):
+        for episode in replay.iter_episodes(run.episode_dir, limit=progress.episodes):
             returns.append(float(episode["reward"].sum()))
-            lengths.append(len(episode["obs"]) - 1)
             yield episode
 
-    replay_state = replay.episodes_to_state(reloaded(), capacity, spec.obs_shape, action_dim)
-    env_steps = sum(lengths) * repeat
-
-    train_state = init_train_state(cfg, jax.random.fold_in(root, _INIT), action_dim)
-    template = {"train": train_state, "key": root, "episodes": 0, "env_steps": 0}
-    restored = run.ckpt.restore(template)
-    if restored is not None:
-        train_state = restored[1]["train"]
-    start = len(returns)
-    if restored is not None or start:
-        print(f"Resuming {run.logdir}: {start} episodes on disk, {env_steps} env steps.")
+    host = replay_device(cfg)
+    with jax.default_device(host) if host is not None else contextlib.nullcontext():
+        replay_state = replay.episodes_to_state(reloaded(), capacity, spec.obs_shape, action_dim)
+    if host is not None:
+        replay_state = jax.device_put(replay_state, host)
+    env_steps, evaluations = progress.env_steps, progress.evaluations
     print(
         f"Env {spec.name}: action_dim={action_dim} repeat={repeat} "
         f"episode={spec.episode_length} env steps; replay capacity {capacity} steps "
-        f"({replay.nbytes(replay_state) / 2**20:.1f} MiB)."
+        f"({replay.nbytes(replay_state) / 2**20:.1f} MiB, "
+        f"{'host memory' if host is not None else 'device memory'})."
     )
 
+    start = progress.episodes
     bar = logging_lib.progress(cfg.episodes, "planet", unit="episode", disable=not cfg.progress)
     bar.update(start)
     summary: dict[str, Any] = {}
@@ -245,10 +300,9 @@ def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
             policy = episodes_lib.random_policy(action_dim, seed=cfg.seed * 1_000_003 + index)
         else:
             grad_step = int(train_state.step)
-            train_state, metrics = fns.train(
-                train_state,
-                replay_state,
-                jax.random.fold_in(jax.random.fold_in(root, _TRAIN), index),
+            key = jax.random.fold_in(jax.random.fold_in(root, _TRAIN), index)
+            train_state, metrics = train(
+                fns, train_state, replay_state, key, cfg.train_steps, host is not None
             )
             metrics = jax.device_get(metrics)
             _check_train_metrics(metrics, grad_step)
@@ -277,41 +331,52 @@ def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
         summary.update(row)
         if index >= cfg.seed_episodes and cfg.eval_every and (index + 1) % cfg.eval_every == 0:
             summary.update(evaluate(cfg, run, fns, train_state.params, env_steps, index))
+            evaluations += 1
         if (index + 1) % cfg.checkpoint_every == 0 or index + 1 == cfg.episodes:
-            state = {
-                "train": train_state,
-                "key": root,
-                "episodes": index + 1,
-                "env_steps": env_steps,
-            }
-            run.ckpt.save(index + 1, state, config_lib.to_dict(cfg))
+            done = resume.Progress(
+                index + 1, env_steps, int(train_state.step), evaluations, run.logger.rows
+            )
+            run.ckpt.save(index + 1, _run_state(train_state, root, done), config_lib.to_dict(cfg))
         bar.update(1)
         logging_lib.set_postfix(
             bar, {"return": episode["return"], "loss": row.get("train/loss", float("nan"))}
         )
     bar.close()
     summary.update(
-        {"episodes": len(returns), "env_steps": env_steps, "grad_steps": int(train_state.step)}
+        {"episodes": cfg.episodes, "env_steps": env_steps, "grad_steps": int(train_state.step)}
     )
     return summary
+
+
+def evaluate_episodes(
+    cfg: PlanetConfig, fns: Functions, params: Any, env: envs.HostEnv, index: int
+) -> list[dict[str, Any]]:
+    """The evaluation after episode ``index`` (0-based): ``cfg.eval_episodes`` noise-free episodes.
+
+    The one evaluation of the agent: training (every ``eval_every`` episodes) and
+    ``--mode=eval`` both call it, with the same env seeds and planning keys for the same
+    ``index``, so the same parameters give the same returns.
+    """
+    root = jax.random.fold_in(root_key(cfg), _EVAL)
+    out = []
+    for i in range(cfg.eval_episodes):
+        key = jax.random.fold_in(root, index * 1000 + i)
+        policy = planner_policy(fns, params, cfg, env.spec.action_dim, key, 0.0)
+        out.append(episodes_lib.run_episode(env, policy, seed=10_000_019 * (index + 1) + i))
+    return out
 
 
 def evaluate(
     cfg: PlanetConfig, run: Run, fns: Functions, params: Any, env_steps: int, index: int
 ) -> dict[str, Any]:
-    """Noise-free evaluation episodes; logs ``eval_return`` and writes an open-loop video."""
-    root = jax.random.fold_in(root_key(cfg), _EVAL)
-    returns, first = [], None
-    for i in range(cfg.eval_episodes):
-        key = jax.random.fold_in(root, index * 1000 + i)
-        policy = planner_policy(fns, params, cfg, run.spec.action_dim, key, 0.0)
-        episode = episodes_lib.run_episode(run.eval_env, policy, seed=10_000_019 * (index + 1) + i)
-        returns.append(episode["return"])
-        first = first or episode
+    """Noise-free evaluation in training; logs ``eval_return`` and writes an open-loop video."""
+    episodes = evaluate_episodes(cfg, fns, params, run.eval_env, index)
+    returns = [e["return"] for e in episodes]
     row = {"eval_return": float(np.mean(returns)), "eval_episodes": len(returns)}
     run.logger.scalars(env_steps, row)
-    if cfg.video and first is not None:
-        run.logger.video(env_steps, "eval_open_loop", open_loop_video(cfg, fns, params, first))
+    if cfg.video and episodes:
+        frames = open_loop_video(cfg, fns, params, episodes[0])
+        run.logger.video(env_steps, "eval_open_loop", frames)
     return row
 
 
@@ -331,10 +396,13 @@ def open_loop_video(
 
 
 def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """Loads the newest checkpoint of ``logdir`` and runs ``eval_episodes`` noise-free episodes.
+    """Loads the newest checkpoint of ``logdir`` and evaluates it with `evaluate_episodes`.
 
-    Writes ``logdir/eval/metrics.jsonl`` and one open-loop video per episode under
-    ``logdir/eval/videos``. ``overrides`` may change reporting fields only (e.g. eval_episodes).
+    The episodes are those of the in-training evaluation after the checkpoint's last episode
+    (same env seeds and planning keys), so for a checkpoint at an evaluation episode the returns
+    equal the logged ``eval_return``. Writes ``logdir/eval/metrics.jsonl`` and one open-loop
+    video per episode under ``logdir/eval/videos``. ``overrides`` may change reporting fields
+    only (e.g. eval_episodes).
     """
     logdir = Path(logdir)
     saved = checkpoint.read_config(logdir)
@@ -349,36 +417,31 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
             f"(allowed: {', '.join(sorted(RESUMABLE_FIELDS))})"
         )
     cfg = config_lib.override(cfg, overrides)
-    env = make_env(cfg, seed=cfg.seed + 20_000)
+    env = make_env(cfg, seed=cfg.seed + EVAL_ENV_SEED)
     action_dim = env.spec.action_dim
-    template = {
-        "train": init_train_state(cfg, root_key(cfg), action_dim),
-        "key": root_key(cfg),
-        "episodes": 0,
-        "env_steps": 0,
-    }
+    template = _run_state(
+        init_train_state(cfg, root_key(cfg), action_dim), root_key(cfg), resume.Progress()
+    )
     with checkpoint.Checkpointer(logdir / "checkpoints", create=False) as ckpt:
         restored = ckpt.restore(template)
     if restored is None:
         raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
     state = restored[1]
-    params, env_steps = state["train"].params, int(state["env_steps"])
+    progress = resume.Progress.from_dict(state["progress"])
+    params, env_steps = state["train"].params, progress.env_steps
     fns = make_functions(cfg, action_dim)
-    returns = []
+    episodes = evaluate_episodes(cfg, fns, params, env, progress.episodes - 1)
+    env.close()
     with logging_lib.Logger(logdir / "eval") as logger:
-        for i in range(cfg.eval_episodes):
-            key = jax.random.fold_in(jax.random.fold_in(root_key(cfg), 20_000), i)
-            policy = planner_policy(fns, params, cfg, action_dim, key, 0.0)
-            episode = episodes_lib.run_episode(env, policy, seed=cfg.seed + 20_000 + i)
-            returns.append(episode["return"])
+        for i, episode in enumerate(episodes):
             logger.scalars(env_steps, {"eval_return": episode["return"], "eval_episode": i})
             if cfg.video:
                 frames = open_loop_video(cfg, fns, params, episode)
                 path = logger.video(env_steps + i, "eval_open_loop", frames)
                 print(f"episode {i}: return {episode['return']:.2f}, video {path}")
-    env.close()
+    returns = [e["return"] for e in episodes]
     return {
-        "checkpoint_episodes": int(state["episodes"]),
+        "checkpoint_episodes": progress.episodes,
         "env_steps": env_steps,
         "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)),
@@ -394,9 +457,12 @@ def config_summary(cfg: PlanetConfig) -> str:
 
 __all__ = [
     "Functions",
-    "make_functions",
-    "train_and_evaluate",
     "evaluate",
+    "evaluate_episodes",
     "evaluate_run",
+    "make_functions",
     "open_loop_video",
+    "replay_device",
+    "train",
+    "train_and_evaluate",
 ]

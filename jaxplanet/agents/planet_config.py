@@ -14,6 +14,29 @@ from jaxplanet.planet import ModelConfig
 from jaxplanet.planners.cem import CEMConfig
 
 
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig(CEMConfig):
+    """CEM settings plus how the learned model is rolled out while planning.
+
+    Defaults are the released code's: returns discounted by 0.99, refit std sqrt(var + 1e-6).
+    """
+
+    var_eps: float = dataclasses.field(
+        default=1e-6, metadata={"help": "refit std = sqrt(var + var_eps) (released: 1e-6)"}
+    )
+    discount: float = dataclasses.field(
+        default=0.99, metadata={"help": "discount of imagined rewards (released: 0.99)"}
+    )
+
+    sample: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "sample the belief and the prior at each imagined step (paper); "
+            "false follows the prior means"
+        },
+    )
+
+
 def _field(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
@@ -38,6 +61,11 @@ class PlanetConfig:
     video_context: int = _field(5, "observed steps before open-loop prediction in eval videos")
     video_length: int = _field(50, "agent steps shown in an eval video")
     replay_bytes: float = _field(6.5e9, "replay capacity in bytes (uint8 frames + actions)")
+    replay_device: Literal["auto", "host", "device"] = _field(
+        "auto",
+        "where replay lives: host memory (sampled there, batches prefetched to the device), the "
+        "device, or auto (host on GPU/TPU, device on CPU)",
+    )
     checkpoint_every: int = _field(1, "checkpoint every N episodes")
     keep_checkpoints: int = _field(3, "number of checkpoints kept")
     debug_nans: bool = _field(False, "enable jax_debug_nans (slow; pinpoints the first NaN)")
@@ -46,7 +74,7 @@ class PlanetConfig:
         "threefry2x32", "PRNG implementation (rbg compiles much faster on CPU)"
     )
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    planner: CEMConfig = dataclasses.field(default_factory=CEMConfig)
+    planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
 
     def validate(self) -> None:
         """Raise ``config.ConfigError`` naming the flag and why, for inconsistent values."""
@@ -91,7 +119,12 @@ RESUMABLE_FIELDS = frozenset(
 
 
 def paper() -> PlanetConfig:
-    """The published PlaNet settings (batch 50 x 50, C = 100, CEM 12/10/1000/100)."""
+    """The agent of the paper's Table 1 as its authors released it (the defaults).
+
+    RSSM 200/30, batch 50 x 50, C = 100, Adam 1e-3 (eps 1e-4, clip 1000, lr ramped over 10,000
+    updates), reward loss scale 10, free nats 3, no overshooting; CEM 12/10/1000/100 with returns
+    discounted by 0.99 and refit std sqrt(var + 1e-6), sampling the belief and the prior.
+    """
     return PlanetConfig()
 
 
@@ -117,10 +150,10 @@ def quick() -> PlanetConfig:
             stoch=16,
             hidden=64,
             reward_hidden=64,
-            overshooting_distance=0,
             lr=1e-3,
+            lr_warmup=100,
         ),
-        planner=CEMConfig(horizon=10, iterations=5, candidates=200, top_k=20),
+        planner=PlannerConfig(horizon=10, iterations=5, candidates=200, top_k=20),
     )
 
 
@@ -140,10 +173,8 @@ def tiny() -> PlanetConfig:
         replay_bytes=2e7,
         progress=False,
         prng_impl="rbg",
-        model=ModelConfig(
-            depth=2, deter=8, stoch=4, hidden=8, reward_hidden=8, overshooting_distance=0
-        ),
-        planner=CEMConfig(horizon=3, iterations=2, candidates=16, top_k=4),
+        model=ModelConfig(depth=2, deter=8, stoch=4, hidden=8, reward_hidden=8, lr_warmup=0),
+        planner=PlannerConfig(horizon=3, iterations=2, candidates=16, top_k=4),
     )
 
 

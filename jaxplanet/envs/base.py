@@ -8,7 +8,8 @@ Two kinds of environment live here:
   after `episode_length // action_repeat` agent steps.
 * `JaxEnv`: a frozen container of pure, jittable, vmappable functions (`reset`, `step`,
   `transition`, `render`) plus its `EnvSpec`. The "true simulator" for planners: `transition`
-  has the `step(state, action) -> (state, reward)` shape that CEM expects.
+  is the shared transition protocol `step(state, action, key) -> (state, reward)` that every
+  planner takes (deterministic tasks ignore the key).
 
 Step convention (PlaNet, Hafner et al. 2019): "env steps" count simulator steps after action
 repeat, so one agent step is `action_repeat` env steps and `episode_length` is in env steps.
@@ -94,8 +95,9 @@ class JaxEnv:
       reset: `reset(key) -> (state, obs uint8 [64, 64, 3])`.
       step: `step(state, action f32 [A]) -> (state, obs, reward f32 [], done bool [])`;
         action repeat inside, reward summed over the repeats.
-      transition: `transition(state, action) -> (state, reward f32 [])`: the same dynamics and
-        reward as `step` without rendering (cheap; the true simulator for planners).
+      transition: `transition(state, action, key) -> (state, reward f32 [])`: the same dynamics
+        and reward as `step` without rendering (cheap; the true simulator for planners, in the
+        planners' `step(state, action, key)` protocol; deterministic tasks ignore `key`).
       render: `render(state) -> uint8 [64, 64, 3]`.
     """
 

@@ -161,8 +161,15 @@ def make(action_repeat: int = 2, episode_length: int = 100, targets: str = "spot
         )
         return state, render(state)
 
-    def transition(state: PointReachState, action: jax.Array) -> tuple[PointReachState, jax.Array]:
-        """(state, action f32 [2]) -> (state, reward f32 [] summed over the repeats)."""
+    def transition(
+        state: PointReachState, action: jax.Array, key: jax.Array | None = None
+    ) -> tuple[PointReachState, jax.Array]:
+        """(state, action f32 [2], key) -> (state, reward f32 [] summed over the repeats).
+
+        Deterministic: `key` is accepted for the planners' `step(state, action, key)` protocol
+        and ignored.
+        """
+        del key
         force = _sanitize(action)
 
         def body(carry, _):

@@ -7,20 +7,24 @@ imagining its trajectory with the model and summing the predicted rewards, and t
 refit to the `top_k` best ("elite") sequences. The agent executes the first action of the final
 mean and resets the distribution at every environment step.
 
-The planner is generic: it only sees `step(state, action) -> (next_state, reward)` where `state`
-is any pytree (an RSSM belief, the state of a pure-JAX simulator, ...). It never imports a model.
-A model whose reward is affine in some per-step features (a reward head's last layer) may instead
-return those features and pass `readout`: the features are summed over the horizon and the
-reward layer is applied once per sequence, not once per step (see `evaluate`).
+The planner is generic: it only sees the transition protocol shared by every model and
+simulator in jaxplanet,
+
+    step(state, action [A], key) -> (next_state, reward [])
+
+for one unbatched `state` (any pytree: an RSSM belief, an MDN-RNN dream state, a linear-Gaussian
+latent, the state of a pure-JAX simulator). Deterministic steps ignore `key`. Every candidate,
+every horizon step and every iteration gets its own key, so a stochastic step draws independent
+noise per candidate. The planner never imports a model.
 
 Loose ends of the paper made explicit here:
   * Action bounds: candidate actions are sampled from N(mean, std) and then clipped to [-1, 1]
     (the contract's action range). Elites are therefore inside the box, so the refit mean - and
-    the returned plan - always lies in [-1, 1]. An optimum outside the box is approached at the
-    bound, where clipping puts probability mass.
-  * The refit std is the (biased, 1/top_k) standard deviation of the elites, floored at
-    `min_std` (0 by default, as in the paper).
-  * Returns are the sum of rewards over the horizon, optionally discounted by `discount`.
+    the returned plan - always lies in [-1, 1].
+  * The refit std is sqrt(var + `var_eps`) of the elites (biased, 1/top_k variance), floored at
+    `min_std`. The paper says nothing; PlaNet's released code uses var_eps = 1e-6.
+  * Returns are the sum of rewards over the horizon, discounted by `discount` (the paper says a
+    plain sum, discount 1; the released code discounts by 0.99).
 
 Performance layout: the candidates are the leading batch axis of every array the model sees, so
 each dense layer of a vmapped `step` becomes one `[candidates, K] x [K, N]` matmul; one
@@ -28,16 +32,15 @@ iteration is a single `lax.scan` of `jax.vmap(step)` over the horizon; iteration
 `lax.scan` too, so a whole planning call is one XLA computation with static shapes and no host
 round trips. Under `jax.vmap` over a batch of states the matmuls become
 `[batch * candidates, K] x [K, N]`. On XLA:CPU, jit with `compiler_options()` (XLA's own dot
-instead of YNNPACK's; ~15 % faster at paper size, see benchmarks/planning.py).
+instead of YNNPACK's; faster at paper size, see benchmarks/planning.py).
 
-Example (PlaNet agent, one environment):
+Example (a learned PlaNet model, the step built inside jit from traced params):
 
-    step = planet.latent_step(params, model_cfg)
-    mean = cem.plan(step, belief, key, action_dim=A)       # [12, A]; execute mean[0]
-    fused = planet.fused_latent_step(params, model_cfg)    # same plans, ~7 % faster
-    mean = cem.plan(fused.step, fused.start(belief), key, action_dim=A, readout=fused.readout)
-    plan_fn = jax.jit(lambda p, b, k: cem.plan(planet.latent_step(p, cfg), b, k, action_dim=A),
-                      compiler_options=cem.compiler_options())
+    plan_fn = jax.jit(
+        lambda params, belief, key: cem.plan(
+            planet.latent_step(params, cfg), belief, key, horizon=12, action_dim=A),
+        compiler_options=cem.compiler_options())
+    mean = plan_fn(params, belief, key)                  # [12, A]; execute mean[0]
 """
 
 from __future__ import annotations
@@ -50,12 +53,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-Step = Callable[[Any, jax.Array], tuple[Any, jax.Array]]
-Readout = Callable[[jax.Array, jax.Array], jax.Array]
+Step = Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
 
 __all__ = [
     "CEMConfig",
     "CEMInfo",
+    "Step",
     "compiler_options",
     "evaluate",
     "plan",
@@ -66,7 +69,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class CEMConfig:
-    """CEM hyperparameters; defaults are the PlaNet paper's.
+    """CEM hyperparameters; defaults are the PlaNet paper's (Sec. 3, App. A).
 
     Attributes:
       horizon: planning horizon H (number of imagined steps).
@@ -74,17 +77,25 @@ class CEMConfig:
       candidates: number of sampled action sequences per iteration.
       top_k: number of elite sequences the distribution is refit to.
       min_std: floor of the refit standard deviation.
+      var_eps: added to the elites' variance before the square root (released code: 1e-6).
       discount: per-step discount of the imagined rewards (1.0 = plain sum).
       unroll: unroll factor of the horizon scan (speed/compile-time trade-off).
     """
 
-    horizon: int = 12
-    iterations: int = 10
-    candidates: int = 1000
-    top_k: int = 100
-    min_std: float = 0.0
-    discount: float = 1.0
-    unroll: int = 1
+    horizon: int = dataclasses.field(default=12, metadata={"help": "planning horizon H"})
+    iterations: int = dataclasses.field(default=10, metadata={"help": "CEM refits per plan"})
+    candidates: int = dataclasses.field(
+        default=1000, metadata={"help": "action sequences sampled per iteration"}
+    )
+    top_k: int = dataclasses.field(default=100, metadata={"help": "elites refit to"})
+    min_std: float = dataclasses.field(default=0.0, metadata={"help": "floor of the refit std"})
+    var_eps: float = dataclasses.field(
+        default=0.0, metadata={"help": "refit std = sqrt(var + var_eps) (released code: 1e-6)"}
+    )
+    discount: float = dataclasses.field(
+        default=1.0, metadata={"help": "discount of imagined rewards (1 = plain sum)"}
+    )
+    unroll: int = dataclasses.field(default=1, metadata={"help": "unroll of the horizon scan"})
 
     def __post_init__(self) -> None:
         for name in ("horizon", "iterations", "candidates", "top_k", "unroll"):
@@ -92,8 +103,10 @@ class CEMConfig:
                 raise ValueError(f"CEMConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.top_k > self.candidates:
             raise ValueError(f"top_k ({self.top_k}) must be <= candidates ({self.candidates})")
-        if self.min_std < 0:
-            raise ValueError(f"min_std must be >= 0, got {self.min_std}")
+        if self.min_std < 0 or self.var_eps < 0:
+            raise ValueError(f"min_std, var_eps must be >= 0, got {self.min_std}, {self.var_eps}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
 
 
 class CEMInfo(NamedTuple):
@@ -110,58 +123,62 @@ class CEMInfo(NamedTuple):
     std: jax.Array
 
 
+def _returns_time_major(
+    step: Step, state: Any, actions: jax.Array, key: jax.Array, discount: float, unroll: int
+) -> jax.Array:
+    """`evaluate` on time-major actions [H, N, A] (the planner's layout; no transpose)."""
+    horizon, n = actions.shape[:2]
+    states = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
+    batched_step = jax.vmap(step)
+    step_keys = jax.random.split(key, horizon)
+    _, reward_shape = jax.eval_shape(batched_step, states, actions[0], jax.random.split(key, n))
+    if reward_shape.shape != (n,):
+        raise ValueError(
+            "step(state, action, key) must return (next_state, reward) with a scalar reward per "
+            f"state, got reward shape {reward_shape.shape[1:]}"
+        )
+
+    def body(carry, inputs):
+        states, total, scale = carry
+        action_t, key_t = inputs
+        states, reward = batched_step(states, action_t, jax.random.split(key_t, n))
+        total = total + scale * reward.astype(total.dtype)
+        return (states, total, scale * discount), None
+
+    init = (states, jnp.zeros((n,), jnp.float32), jnp.ones((), jnp.float32))
+    (_, total, _), _ = jax.lax.scan(body, init, (actions, step_keys), unroll=unroll)
+    return total
+
+
 def evaluate(
     step: Step,
     state: Any,
     actions: jax.Array,
+    key: jax.Array,
     *,
     discount: float = 1.0,
     unroll: int = 1,
-    readout: Readout | None = None,
 ) -> jax.Array:
     """Returns of many action sequences from one start state.
 
+    Candidate n at horizon step t calls `step` with its own key
+    `split(split(key, H)[t], N)[n]`, so stochastic steps draw independent noise per candidate.
+
     Args:
-      step: `step(state, action [A]) -> (next_state, reward [])` for a single state; with
-        `readout`, `step(state, action) -> (next_state, features [F])` instead.
+      step: `step(state, action [A], key) -> (next_state, reward [])` for a single state.
       state: pytree, the start state (no candidate axis).
-      actions: [H, N, A] action sequences, time-major (N candidates).
+      actions: [N, H, A] action sequences (N candidates, horizon H).
+      key: PRNG key of this evaluation.
       discount: reward discount per step.
       unroll: unroll factor of the scan over H.
-      readout: optional `readout(features [N, F], weight []) -> [N]` for steps whose reward is
-        affine in their features, reward_t = g(f_t) + b with g linear. It must satisfy
-        `readout(f, w) = g(f) + w * b`; the return is then `readout(sum_t d^t f_t, sum_t d^t)`,
-        equal to sum_t d^t reward_t (d = `discount`) up to float rounding, with the reward
-        layer applied once per sequence instead of once per step.
 
     Returns:
       [N] float32 sum over the horizon of (discounted) rewards.
     """
-    n = actions.shape[1]
-    states = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
-    batched_step = jax.vmap(step)
-    _, out_shape = jax.eval_shape(batched_step, states, actions[0])
-    if readout is None and out_shape.shape != (n,):
-        raise ValueError(
-            f"step must return a scalar reward per state, got shape {out_shape.shape[1:]}; "
-            "a step that returns reward features needs `readout`"
-        )
-
-    def body(carry, action_t):
-        states, total, scale = carry
-        states, out = batched_step(states, action_t)
-        total = total + scale * out.astype(total.dtype)
-        return (states, total, scale * discount), None
-
-    init = (states, jnp.zeros(out_shape.shape, jnp.float32), jnp.ones((), jnp.float32))
-    (_, total, _), _ = jax.lax.scan(body, init, actions, unroll=unroll)
-    if readout is None:
-        return total
-    weight = sum(discount**t for t in range(actions.shape[0]))
-    returns = readout(total, jnp.float32(weight))
-    if returns.shape != (n,):
-        raise ValueError(f"readout must return one return per candidate [{n}], got {returns.shape}")
-    return returns.astype(jnp.float32)
+    actions = jnp.asarray(actions)
+    if actions.ndim != 3:
+        raise ValueError(f"actions must have shape [N, H, A], got {actions.shape}")
+    return _returns_time_major(step, state, jnp.swapaxes(actions, 0, 1), key, discount, unroll)
 
 
 def plan(
@@ -177,9 +194,9 @@ def plan(
     init_mean: jax.Array | None = None,
     init_std: jax.Array | float | None = None,
     min_std: float = 0.0,
+    var_eps: float = 0.0,
     discount: float = 1.0,
     unroll: int = 1,
-    readout: Readout | None = None,
     return_info: bool = False,
 ) -> jax.Array | tuple[jax.Array, CEMInfo]:
     """Plans an action sequence with the cross-entropy method.
@@ -188,9 +205,9 @@ def plan(
     (e.g. `jax.vmap(lambda s, k: plan(step, s, k, action_dim=A))(states, keys)`).
 
     Args:
-      step: `step(state, action [A]) -> (next_state, reward [])` for one unbatched state.
+      step: `step(state, action [A], key) -> (next_state, reward [])` for one unbatched state.
       state: pytree, the current belief / simulator state (no candidate axis).
-      key: PRNG key.
+      key: PRNG key; iteration i samples its candidates and evaluates them with its own keys.
       horizon: H, planning horizon.
       action_dim: A, action dimension.
       iterations: number of CEM refits.
@@ -199,16 +216,15 @@ def plan(
       init_mean: [H, A] initial mean (default zeros).
       init_std: [H, A] or scalar initial std (default ones).
       min_std: floor of the refit std.
+      var_eps: refit std = sqrt(var + var_eps).
       discount: per-step reward discount.
       unroll: unroll factor of the horizon scan.
-      readout: optional reward layer applied once per sequence; `step` then returns reward
-        features (see `evaluate`).
       return_info: also return a `CEMInfo`.
 
     Returns:
       [H, A] float32 mean action sequence in [-1, 1]; with `return_info`, `(mean, CEMInfo)`.
     """
-    config = CEMConfig(horizon, iterations, candidates, top_k, min_std, discount, unroll)
+    config = CEMConfig(horizon, iterations, candidates, top_k, min_std, var_eps, discount, unroll)
     mean = jnp.zeros((horizon, action_dim), jnp.float32)
     if init_mean is not None:
         mean = jnp.broadcast_to(jnp.asarray(init_mean, jnp.float32), (horizon, action_dim))
@@ -218,14 +234,15 @@ def plan(
 
     def iteration(carry, key):
         mean, std = carry
+        k_sample, k_eval = jax.random.split(key)
         # Time-major [H, N, A] so the horizon scan slices without a transpose.
-        noise = jax.random.normal(key, (horizon, candidates, action_dim), jnp.float32)
+        noise = jax.random.normal(k_sample, (horizon, candidates, action_dim), jnp.float32)
         actions = jnp.clip(mean[:, None] + std[:, None] * noise, -1.0, 1.0)
-        returns = evaluate(step, state, actions, discount=discount, unroll=unroll, readout=readout)
+        returns = _returns_time_major(step, state, actions, k_eval, discount, unroll)
         elite_returns, elite_idx = jax.lax.top_k(returns, top_k)
         elites = jnp.take(actions, elite_idx, axis=1)  # [H, K, A]
         mean = elites.mean(axis=1)
-        std = jnp.maximum(elites.std(axis=1), min_std)
+        std = jnp.maximum(jnp.sqrt(elites.var(axis=1) + var_eps), min_std)
         return (mean, std), (elite_returns[0], elite_returns.mean())
 
     keys = jax.random.split(key, config.iterations)
@@ -279,7 +296,7 @@ def plan_with(
       config: CEM hyperparameters.
       step, state, key: as in `plan`.
       action_dim: A.
-      **kwargs: `init_mean`, `init_std`, `readout`, `return_info`.
+      **kwargs: `init_mean`, `init_std`, `return_info`.
 
     Returns:
       As `plan`: [H, A] mean action sequence (and `CEMInfo` with `return_info=True`).
@@ -294,6 +311,7 @@ def plan_with(
         candidates=config.candidates,
         top_k=config.top_k,
         min_std=config.min_std,
+        var_eps=config.var_eps,
         discount=config.discount,
         unroll=config.unroll,
         **kwargs,
@@ -310,7 +328,6 @@ def random_shooting(
     candidates: int = 1000,
     discount: float = 1.0,
     unroll: int = 1,
-    readout: Readout | None = None,
 ) -> jax.Array:
     """Random shooting: the best of `candidates` sequences drawn from N(0, I) clipped to [-1, 1].
 
@@ -330,5 +347,4 @@ def random_shooting(
         top_k=1,
         discount=discount,
         unroll=unroll,
-        readout=readout,
     )
