@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = config_lib.override(planet_config.preset(args.preset), overrides)
             logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{args.preset}-s{cfg.seed}")
             print(f"PlaNet ({args.preset}: {planet.config_summary(cfg)}) -> {logdir}")
+            print(planet.describe(cfg))
             summary = planet.train_and_evaluate(cfg, logdir)
     except (config_lib.ConfigError, envs.UnknownEnvError, ConfigMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)

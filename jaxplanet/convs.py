@@ -87,10 +87,6 @@ def _strided(x: Array, w: Array, strides: tuple[int, int]) -> Array:
     return lax.conv_general_dilated(x, w, strides, "VALID", dimension_numbers=_DN)
 
 
-def _xla_transpose(x: Array, w: Array, strides: tuple[int, int]) -> Array:
-    return lax.conv_transpose(x, w, strides, "VALID", dimension_numbers=_DN)
-
-
 def _phase_transpose(x: Array, w: Array, strides: tuple[int, int]) -> Array:
     """``lax.conv_transpose(x, w, strides, "VALID")`` (flax semantics) by output phases.
 

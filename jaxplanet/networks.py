@@ -36,7 +36,6 @@ import jax.numpy as jnp
 
 from jaxplanet import convs
 
-IMAGE_SHAPE = (64, 64, 3)
 _CONV_IMPLS: dict[str, tuple[Callable[..., nn.Module], Callable[..., nn.Module]]] = {
     "xla": (nn.Conv, nn.ConvTranspose),
     "fast": (

@@ -251,7 +251,11 @@ def test_evaluate_run_loads_checkpoint(full_run):
     logdir, _ = full_run
     summary = agent.evaluate_run(logdir, {"eval_episodes": "2"})
     assert summary["checkpoint_episodes"] == 6
-    assert np.isfinite(summary["eval_return_mean"])
+    rows = logging_lib.read_metrics(logdir / "eval" / "metrics.jsonl")[-2:]
+    assert [r["eval_episode"] for r in rows] == [0, 1]
+    returns = [r["eval_return"] for r in rows]
+    assert 0 < summary["eval_return_mean"] == pytest.approx(np.mean(returns))
+    assert summary["eval_return_std"] == pytest.approx(np.std(returns))
     assert len(list((logdir / "eval" / "videos").glob("*"))) == 2
     with pytest.raises(config_lib.ConfigError, match="--batch_size: cannot change"):
         agent.evaluate_run(logdir, {"batch_size": "3"})
@@ -289,3 +293,24 @@ def test_model_loss_falls_clearly_on_point_reach():
     nll = np.asarray(metrics["image_nll"])
     assert np.all(np.isfinite(nll))
     assert nll[-10:].mean() < 0.5 * nll[:10].mean(), (nll[:10].mean(), nll[-10:].mean())
+
+
+def test_paper_preset_is_the_released_agent_and_says_so():
+    cfg = planet_config.paper()
+    m, p = cfg.model, cfg.planner
+    assert (m.variant, m.deter, m.stoch, m.hidden, m.depth) == ("rssm", 200, 30, 200, 32)
+    assert (m.reward_scale, m.reward_hidden, m.reward_layers, m.lr_warmup) == (10.0, 100, 2, 10_000)
+    assert m.overshooting_distance == 0 and m.free_nats == 3.0
+    assert (p.horizon, p.iterations, p.candidates, p.top_k) == (12, 10, 1000, 100)
+    assert (p.discount, p.var_eps, p.sample) == (0.99, 1e-6, True)
+    text = agent.describe(cfg)
+    for part in (
+        "reward MLP 2 x 100",
+        "10 x reward NLL",
+        "no overshooting",
+        "ramp 10000",
+        "discount 0.99",
+        "var_eps 1e-06",
+        "sampled latent rollouts",
+    ):
+        assert part in text, part

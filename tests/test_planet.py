@@ -306,6 +306,12 @@ def test_variants_and_overshooting_give_finite_losses(params, batch, changes):
     p = params if "variant" not in changes else _init(cfg, 9)
     loss, m = _loss(p, cfg, batch, key(10))
     assert all(np.isfinite(v) for v in m.values()) and np.isfinite(loss)
+    over = cfg.overshooting_reward_scale * m["overshooting_reward_nll"]
+    total = m["image_nll"] + cfg.reward_scale * m["reward_nll"] + m["kl"] + over
+    if cfg.overshooting_distance > 1:  # beta = 1: mean clamped d >= 2 KL >= its raw mean
+        assert float(loss) >= float(total + m["overshooting_kl"]) - 1e-2 * abs(float(loss))
+    else:
+        np.testing.assert_allclose(loss, total, rtol=1e-5)
     if cfg.variant == "ssm":
         assert p["params"]["rssm"].keys() == {
             "img_in",

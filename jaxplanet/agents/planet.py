@@ -449,10 +449,38 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
 
 
 def config_summary(cfg: PlanetConfig) -> str:
-    """One line per non-default field (for start-up messages)."""
+    """Fields that differ from the paper preset, comma-separated (for start-up messages)."""
     default = config_lib.flatten(config_lib.to_dict(PlanetConfig()))
     current = config_lib.flatten(config_lib.to_dict(cfg))
     return ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v) or "defaults"
+
+
+def describe(cfg: PlanetConfig) -> str:
+    """The configuration a run uses, as a few readable lines (printed at start-up)."""
+    m, p = cfg.model, cfg.planner
+    losses = (
+        f"image + {m.reward_scale:g} x reward NLL + {m.kl_scale:g} x KL, free nats {m.free_nats:g}"
+    )
+    if m.overshooting_distance > 1:
+        losses += f", overshooting D={m.overshooting_distance} beta={m.overshooting_kl_scale:g}"
+    else:
+        losses += ", no overshooting"
+    return "\n".join(
+        [
+            f"  model: {m.variant}, deter {m.deter}, stoch {m.stoch}, hidden {m.hidden}, "
+            f"conv depth {m.depth}, reward MLP {m.reward_layers} x {m.reward_hidden}",
+            f"  loss: {losses}",
+            f"  optimiser: Adam lr {m.lr:g} (ramp {m.lr_warmup} updates), eps {m.adam_eps:g}, "
+            f"clip {m.grad_clip:g}; batch {cfg.batch_size} x {cfg.seq_length}, "
+            f"{cfg.train_steps} updates per episode",
+            f"  planner: CEM horizon {p.horizon}, {p.iterations} iterations, {p.candidates} "
+            f"candidates, top {p.top_k}, discount {p.discount:g}, var_eps {p.var_eps:g}, "
+            f"{'sampled' if p.sample else 'mean'} latent rollouts",
+            f"  data: {cfg.seed_episodes} seed episodes, {cfg.episodes} episodes, exploration "
+            f"noise {cfg.exploration_noise:g}, eval {cfg.eval_episodes} episode(s) every "
+            f"{cfg.eval_every}",
+        ]
+    )
 
 
 __all__ = [
