@@ -20,6 +20,7 @@ and metric rows written after it are set aside and redone (``jaxplanet.resume``)
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import time
@@ -138,12 +139,18 @@ def train(
             metrics.append(m)
     else:
         device = jax.tree.leaves(train_state.params)[0].sharding
-        batch = jax.device_put(fns.sample(replay_state, keys[0][0]), device)
-        for i in range(steps):
-            train_state, m = fns.update_batch(train_state, batch, keys[i][1])
-            if i + 1 < steps:  # prefetch while the update runs
-                batch = jax.device_put(fns.sample(replay_state, keys[i + 1][0]), device)
-            metrics.append(m)
+
+        def fetch(k: jax.Array) -> dict:  # in a worker thread: sample on the host, transfer
+            return jax.block_until_ready(jax.device_put(fns.sample(replay_state, k), device))
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(fetch, keys[0][0])
+            for i in range(steps):
+                batch = pending.result()
+                if i + 1 < steps:  # the next batch is prepared while this update runs
+                    pending = pool.submit(fetch, keys[i + 1][0])
+                train_state, m = fns.update_batch(train_state, batch, keys[i][1])
+                metrics.append(m)
     return train_state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
 
