@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from collections.abc import Sequence
 
 # Headless rendering for dm_control unless the user chose a backend.
@@ -30,10 +31,13 @@ def _field_flags(parser: argparse.ArgumentParser) -> list[str]:
         if name in ("env", "seed"):
             continue
         kind_name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
+        metavar = kind_name.upper() if kind_name in ("int", "float", "str", "bool") else "VALUE"
+        if typing.get_origin(kind) is typing.Literal:
+            metavar = "{" + ",".join(map(str, typing.get_args(kind))) + "}"
         group.add_argument(
             f"--{name}",
             dest=f"field:{name}",
-            metavar=kind_name.upper() if kind_name in ("int", "float", "str", "bool") else "VALUE",
+            metavar=metavar,
             help=f"{text} (default: {default})",
         )
         names.append(name)
@@ -64,19 +68,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser = _Parser(
         prog="python -m experiments.planet",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--env", default=None, help="task name; see --list_envs (default: walker_walk)"
     )
     parser.add_argument(
-        "--preset", default="paper", choices=sorted(planet_config.PRESETS), help="named config"
+        "--preset",
+        default=None,
+        choices=sorted(planet_config.PRESETS),
+        help="named config (default: paper; when --logdir holds a run, its saved config)",
     )
     parser.add_argument(
         "--logdir", default=None, help="run directory (default: runs/<env>-<preset>-s<seed>)"
     )
     parser.add_argument("--seed", default=None, help="random seed (default: 0)")
-    parser.add_argument("--mode", default="train", choices=("train", "eval"), help="what to run")
+    parser.add_argument(
+        "--mode", default="train", choices=("train", "eval"), help="what to run (default: train)"
+    )
     parser.add_argument(
         "--list_envs", action="store_true", help="print the valid task names and exit"
     )
@@ -91,10 +100,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     return args, overrides
 
 
+def check_logdir(logdir: str) -> None:
+    """Refuse a --logdir that is a file or lies under a file, naming it."""
+    from jaxplanet import config as config_lib
+
+    path = os.path.abspath(logdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise config_lib.ConfigError(f"--logdir: {logdir} is a file, not a run directory")
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise config_lib.ConfigError(f"--logdir: {parent} is a file, so {logdir} cannot be made")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parse_args(argv)
+    from jaxplanet import checkpoint, envs
     from jaxplanet import config as config_lib
-    from jaxplanet import envs
     from jaxplanet.agents import planet, planet_config
     from jaxplanet.checkpoint import ConfigMismatchError
     from jaxplanet.planet import NonFiniteLossError
@@ -108,7 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             summary = planet.evaluate_run(args.logdir, overrides)
         else:
-            cfg = config_lib.override(planet_config.preset(args.preset), overrides)
+            if args.logdir:
+                check_logdir(args.logdir)
+            saved = checkpoint.read_config(args.logdir) if args.logdir else None
+            if saved is not None and args.preset is None:  # resume: start from the saved run
+                base = config_lib.from_dict(planet_config.PlanetConfig, saved)
+                args.preset = "saved"
+            else:
+                args.preset = args.preset or "paper"
+                base = planet_config.preset(args.preset)
+            cfg = config_lib.override(base, overrides)
             logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{args.preset}-s{cfg.seed}")
             print(f"PlaNet ({args.preset}: {planet.config_summary(cfg)}) -> {logdir}")
             print(planet.describe(cfg))

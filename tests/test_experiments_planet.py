@@ -52,7 +52,7 @@ def test_bad_flags_name_the_flag(capsys, flag, message):
 def test_overrides_reach_the_config():
     args, overrides = cli.parse_args(["--env=point_reach", "--model.deter=12", "--seed=3"])
     assert overrides == {"model.deter": "12", "env": "point_reach", "seed": "3"}
-    assert args.preset == "paper"
+    assert args.preset is None  # paper, unless --logdir holds a run (then its saved config)
 
 
 def test_help_documents_every_field(capsys):
@@ -61,6 +61,19 @@ def test_help_documents_every_field(capsys):
     text = capsys.readouterr().out
     for flag in ("--batch_size", "--model.free_nats", "--planner.candidates", "--mode"):
         assert flag in text
+    assert "(default: None)" not in text and "(default: 50) (default" not in text  # once each
+    assert "--model.variant {rssm,ssm,rnn}" in text and "--prng_impl {threefry2x32,rbg}" in text
+    assert "--planner.horizon" in text and "planning horizon H" in text
+
+
+def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("{}")
+    assert cli.main(["--preset=tiny", f"--logdir={afile}"]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
+    assert cli.main(["--preset=tiny", f"--logdir={afile / 'sub' / 'run'}"]) == 2
+    assert f"{afile} is a file, so" in capsys.readouterr().err
+    assert afile.read_text() == "{}"
 
 
 def test_tiny_run_end_to_end_then_eval(tmp_path):
@@ -71,6 +84,14 @@ def test_tiny_run_end_to_end_then_eval(tmp_path):
     assert any("eval_return" in r for r in rows) and any("random_return" in r for r in rows)
     refused = _run("--env=point_reach", "--preset=tiny", "--batch_size=5", f"--logdir={logdir}")
     assert refused.returncode == 2 and "batch_size: 4 -> 5" in refused.stderr
+    # Extending the run needs no --preset: the saved config is the starting point.
+    extended = _run(f"--logdir={logdir}", "--episodes=5")
+    assert extended.returncode == 0, extended.stderr
+    assert (
+        "PlaNet (saved:" in extended.stdout and "checkpoint 4 covers 4 episodes" in extended.stdout
+    )
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in rows if "train_return" in r] == [1, 2, 3, 4, 5]
     evaluated = _run("--mode=eval", f"--logdir={logdir}", "--eval_episodes=1")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "eval_return_mean" in evaluated.stdout
