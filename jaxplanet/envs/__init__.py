@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from jaxplanet.envs import point_reach
+from jaxplanet.envs import car_racing, doom, nav2d, point_reach
 from jaxplanet.envs.base import (
     EnvSpec,
     HostEnv,
@@ -57,12 +57,21 @@ JAX_ENVS: dict[str, tuple[Callable[..., JaxEnv], dict[str, Any]]] = {
         functools.partial(point_reach.make, targets="uniform"),
         point_reach.DEFAULTS,
     ),
+    "nav2d": (nav2d.make, nav2d.DEFAULTS),
+}
+
+
+#: Host tasks of World Models (their optional packages are imported by the factory):
+#: name -> (factory(seed=, **options) -> HostEnv, default options).
+HOST_ENVS: dict[str, tuple[Callable[..., HostEnv], dict[str, Any]]] = {
+    "car_racing": (car_racing.make, car_racing.DEFAULTS),
+    "doom_take_cover": (doom.make, doom.DEFAULTS),
 }
 
 
 def names() -> list[str]:
-    """All registered names: pure-JAX tasks first, then dm_control `domain_task` names."""
-    return list(JAX_ENVS) + list(DMC_TASKS)
+    """All registered names: pure-JAX tasks, dm_control `domain_task` names, World Models hosts."""
+    return list(JAX_ENVS) + list(DMC_TASKS) + list(HOST_ENVS)
 
 
 def _unknown(name: str, valid: list[str]) -> UnknownEnvError:
@@ -109,6 +118,8 @@ def make(name: str, *, seed: int = 0, **options: Any) -> HostEnv:
     """
     if name in JAX_ENVS:
         return JaxHostAdapter(make_jax(name, **options), seed=seed)
+    if name in HOST_ENVS:
+        return HOST_ENVS[name][0](seed=seed, **options)
     if name in DMC_TASKS:
         from jaxplanet.envs import dmc
 

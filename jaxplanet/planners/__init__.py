@@ -1,5 +1,5 @@
 """Planners: generic over a transition `step` (they never import a model)."""
 
-from jaxplanet.planners import cem
+from jaxplanet.planners import cem, lqr
 
-__all__ = ["cem"]
+__all__ = ["cem", "lqr"]

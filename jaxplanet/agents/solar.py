@@ -1,0 +1,491 @@
+"""SOLAR training loop (Zhang et al., ICML 2019, Algorithm 1): pretrain, then iterate
+collect -> model update -> EM local dynamics -> LQR-FLM.
+
+``train_and_evaluate(config, logdir)`` runs (or resumes) a whole experiment:
+
+1. ``pretrain_rollouts`` rollouts with Gaussian random actions (std ``pretrain_action_std``;
+   their mean return and success rate are logged once as ``random_return`` / ``random_success``);
+   ``pretrain_steps`` model steps with the local KL weight annealed geometrically from
+   ``kl_start`` to 1;
+2. per iteration: ``rollouts`` rollouts with the current time-varying linear-Gaussian policy
+   acting on the Kalman-filter mean of the latent (u = K_t s_t + k_t + chol(S_t) eps);
+   ``model_steps`` model steps on all data; EM fit of local dynamics on the new rollouts with
+   q(F, Sigma) as the prior; LQR-FLM with the learned cost plus 1/2 a^T R a under the KL bound
+   ``kl_step * horizon * step_mult``; step_mult adapted from predicted vs actual improvement;
+   with ``policy="mpc"`` the last two are replaced by CEM on the latent model at every step;
+3. a noise-free evaluation per iteration (`evaluate_episodes`: return, goal-reached rate where
+   the task defines one, a video of frames beside reconstructions); a checkpoint (model,
+   q(F, Sigma), policy, step_mult, `resume.Progress`) after every phase.
+
+Steps on log rows are environment steps after action repeat. Episodes live in
+``logdir/episodes``. On resume the checkpoint decides what the run has done: rollout files and
+metric rows written after it are set aside and redone (``jaxplanet.resume``), so a run killed at
+any point continues exactly as an uninterrupted one. ``evaluate_run`` (``--mode=eval``) replays
+the in-training evaluation of the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxplanet import checkpoint, convs, envs, lgssm, replay, resume, solar
+from jaxplanet import config as config_lib
+from jaxplanet import logging as logging_lib
+from jaxplanet.agents import episodes as episodes_lib
+from jaxplanet.agents.solar_config import RESUMABLE_FIELDS, SolarConfig
+from jaxplanet.envs import nav2d
+from jaxplanet.planners import cem, lqr
+
+_TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
+EVAL_ENV_SEED = 10_000  # the evaluation env's seed offset (in training and in --mode=eval)
+
+# Goal reached, from an episode's reward records and the action repeat (tasks that define it).
+SUCCESS = {
+    "nav2d": nav2d.reached_goal,
+    "reacher_easy": lambda rewards, repeat: float(rewards[-1]) > 0.0,  # finger in the target
+}
+
+
+def success(env_name: str, episode: dict[str, Any], action_repeat: int) -> float | None:
+    """1.0 / 0.0 when ``env_name`` defines a goal region and the episode ends in it, else None."""
+    fn = SUCCESS.get(env_name)
+    return None if fn is None else float(fn(episode["reward"], action_repeat))
+
+
+def make_env(cfg: SolarConfig, seed: int) -> envs.HostEnv:
+    """The task with episodes of exactly ``horizon`` agent steps."""
+    options = {"action_repeat": cfg.action_repeat} if cfg.action_repeat else {}
+    probe = envs.make(cfg.env, seed=seed, **options)
+    repeat = probe.spec.action_repeat
+    probe.close()
+    return envs.make(cfg.env, seed=seed, action_repeat=repeat, episode_length=cfg.horizon * repeat)
+
+
+def make_functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
+    """The jitted act / train / improve / reconstruct functions, shared by runs in a process
+    whose configs differ only in reporting fields."""
+    base = SolarConfig()
+    return _functions(
+        dataclasses.replace(cfg, **{f: getattr(base, f) for f in RESUMABLE_FIELDS}), action_dim
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
+    mcfg, T, n = cfg.model, cfg.horizon, cfg.model.latent
+    jit = functools.partial(jax.jit, compiler_options=convs.cpu_compiler_options())
+
+    def belief_step(params, belief, F, Q, prev_action, obs, t):
+        pm, pv = solar.encode(params, mcfg, obs)
+        i = jnp.maximum(t - 1, 0)
+        return lgssm.filter_step(*belief, F[i], Q[i], prev_action, pm, jnp.diag(pv), t == 0)
+
+    @jit
+    def act(params, belief, F, Q, prev_action, obs, t, policy, noise, key):
+        mean, cov = belief_step(params, belief, F, Q, prev_action, obs, t)
+        j = jnp.minimum(t, T - 1)
+        eps = jax.random.normal(key, (action_dim,))
+        u = policy.K[j] @ mean + policy.k[j] + noise * jnp.linalg.cholesky(policy.cov[j]) @ eps
+        return jnp.clip(u, -1.0, 1.0), (mean, cov)
+
+    @jit
+    def act_mpc(params, belief, F, Q, prev_action, obs, t, policy, noise, key):
+        del policy
+        mean, cov = belief_step(params, belief, F, Q, prev_action, obs, t)
+        step = solar.latent_step(params, mcfg, F, Q, cfg.action_cost)
+        k_plan, k_noise = jax.random.split(key)
+        plan = cem.plan_with(cfg.mpc, step, (mean, t), k_plan, action_dim)
+        u = plan[0] + noise * 0.5 * jax.random.normal(k_noise, (action_dim,))
+        return jnp.clip(u, -1.0, 1.0), (mean, cov)
+
+    @jit
+    def train(state, batch, key, num_sequences, kl_weight):
+        return solar.train_step(state, batch, key, mcfg, num_sequences, kl_weight)
+
+    @jit
+    def improve(params, q, obs, actions, old, step_mult):
+        F, Q, mu0, sigma0 = solar.fit_local_dynamics(
+            params, mcfg, q, obs, actions, cfg.data_strength, cfg.em_iterations
+        )
+        C, c, _ = solar.cost_matrices(params)
+        C = C.at[n:, n:].add(cfg.action_cost * jnp.eye(action_dim))
+        Cs, cs = jnp.broadcast_to(C, (T, *C.shape)), jnp.broadcast_to(c, (T, *c.shape))
+        eps = cfg.kl_step * T * step_mult
+        new, info = lqr.flm_update(F, jnp.zeros((T, n)), Q, Cs, cs, old, mu0, sigma0, eps)
+        return new, info, (F, Q)
+
+    @jit
+    def reconstruct(params, q, obs, actions):
+        post, _, _ = solar.infer(params, mcfg, q, obs, actions)
+        return jax.nn.sigmoid(solar.decode(params, mcfg, post.means))
+
+    return {
+        "act": act_mpc if cfg.policy == "mpc" else act,
+        "train": train,
+        "improve": improve,
+        "reconstruct": reconstruct,
+    }
+
+
+def initial_policy(cfg: SolarConfig, action_dim: int) -> lqr.Policy:
+    """K = 0, k = 0, S = init_policy_std^2 I for every step."""
+    T, n = cfg.horizon, cfg.model.latent
+    cov = cfg.init_policy_std**2 * jnp.eye(action_dim)
+    return lqr.Policy(
+        jnp.zeros((T, action_dim, n)),
+        jnp.zeros((T, action_dim)),
+        jnp.broadcast_to(cov, (T, action_dim, action_dim)),
+    )
+
+
+def host_policy(fns, run, action_dim, n, key, noise) -> episodes_lib.Policy:
+    """The run's current policy (LQR-FLM or MPC) on the filtered latent, for one episode."""
+    carry = {"belief": (jnp.zeros(n), jnp.eye(n)), "prev": jnp.zeros(action_dim), "t": 0}
+    params, dyn, policy = run["train"].params, run["dyn"], run["policy"]
+
+    def fn(obs: np.ndarray, is_first: bool) -> np.ndarray:
+        t = carry["t"]
+        step_key = jax.random.fold_in(key, t)
+        u, carry["belief"] = fns["act"](
+            params, carry["belief"], *dyn, carry["prev"], obs, jnp.int32(t), policy, noise, step_key
+        )
+        carry["prev"], carry["t"] = u, t + 1
+        return np.asarray(u, np.float32)
+
+    return fn
+
+
+def _random_policy(action_dim: int, std: float, seed: int) -> episodes_lib.Policy:
+    rng = np.random.default_rng(seed)
+    return lambda obs, first: np.clip(std * rng.normal(size=action_dim), -1, 1).astype(np.float32)
+
+
+class _Data:
+    """All rollouts in memory as stacked arrays (uint8 frames), in SOLAR's batch convention."""
+
+    def __init__(self):
+        self.episodes: list[dict] = []
+
+    def add(self, ep: dict) -> None:
+        self.episodes.append({k: ep[k] for k in ("obs", "action", "reward")})
+
+    def batch(self, idx) -> dict:
+        stack = {
+            k: np.stack([self.episodes[i][k] for i in idx]) for k in ("obs", "action", "reward")
+        }
+        return solar.episode_batch(**stack)
+
+
+def _kl_weight(cfg: SolarConfig, step: int) -> float:
+    if cfg.kl_anneal_steps == 0:
+        return 1.0
+    return float(min(1.0, cfg.kl_start ** max(0.0, 1.0 - step / cfg.kl_anneal_steps)))
+
+
+def initial_run(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
+    """The run state a fresh run starts from (also the checkpoint template)."""
+    T, root = cfg.horizon, jax.random.key(cfg.seed)
+    state = solar.init_train_state(cfg.model, jax.random.fold_in(root, _INIT), action_dim, T)
+    # Strong dtypes, as a restored checkpoint has them: a weak-typed leaf (MNIW nu) would make
+    # the resumed run compile its train step a second time.
+    state = jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), state)
+    return {
+        "train": state,
+        "policy": initial_policy(cfg, action_dim),
+        "dyn": solar.plugin(state.q, cfg.model, T),
+        "step_mult": 1.0,
+        "predicted": 0.0,
+        "prev_cost": 0.0,
+        "phase": 0,  # phases done: 1 after pretraining, i + 1 after iteration i
+        "progress": resume.Progress().as_dict(),
+    }
+
+
+def train_and_evaluate(cfg: SolarConfig, logdir: str | Path) -> dict[str, Any]:
+    """Runs or resumes a SOLAR experiment in ``logdir``; returns a summary of the last figures.
+
+    Raises:
+      checkpoint.ConfigMismatchError: ``logdir`` holds a run with a different config.
+      FloatingPointError: a loss or gradient became non-finite (names the step).
+    """
+    cfg.validate()
+    if cfg.debug_nans:
+        jax.config.update("jax_debug_nans", True)
+    logdir = Path(logdir)
+    env, eval_env = make_env(cfg, cfg.seed), make_env(cfg, cfg.seed + EVAL_ENV_SEED)
+    handles: list[Any] = [env, eval_env]
+    try:
+        checkpoint.check_config(logdir, config_lib.to_dict(cfg), allowed=RESUMABLE_FIELDS)
+        logdir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_config(logdir, config_lib.to_dict(cfg))
+        ckpt = checkpoint.Checkpointer(logdir / "checkpoints", cfg.keep_checkpoints)
+        handles.append(ckpt)
+        return _loop(cfg, logdir, env, eval_env, ckpt, handles)
+    finally:
+        for obj in handles:
+            obj.close()
+
+
+def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
+    spec, root = env.spec, jax.random.key(cfg.seed)
+    A, n, T, repeat = spec.action_dim, cfg.model.latent, cfg.horizon, spec.action_repeat
+    fns = make_functions(cfg, A)
+
+    # The checkpoint decides what the run has done; files beyond it are set aside (resume.py).
+    run = initial_run(cfg, A)
+    restored = ckpt.restore(run)
+    if restored is not None:
+        run = restored[1]
+    progress = resume.Progress.from_dict(run["progress"]) if restored is not None else None
+    resumed = resume.reconcile(logdir, progress, restored and restored[0], unit="rollout")
+    progress = resumed.progress
+    if restored is not None or resumed.set_aside is not None:
+        print(f"Resuming {logdir}: {resumed.message or 'nothing to redo'}.")
+    logger = logging_lib.Logger(logdir)
+    handles.append(logger)
+    counters = {"env_steps": progress.env_steps, "evaluations": progress.evaluations}
+    data = _Data()
+    for ep in replay.iter_episodes(logdir / "episodes", limit=progress.episodes):
+        data.add(ep)
+    summary: dict[str, Any] = {}
+
+    def collect(count, make_policy):
+        returns, successes = [], []
+        for _ in range(count):
+            index = len(data.episodes)
+            ep = episodes_lib.run_episode(
+                env, make_policy(index), seed=cfg.seed * 1_000_003 + index
+            )
+            replay.save_episode(logdir / "episodes", episodes_lib.episode_arrays(ep), index)
+            data.add(ep)
+            returns.append(ep["return"])
+            successes.append(success(cfg.env, ep, repeat))
+            counters["env_steps"] += ep["length"] * repeat
+        return returns, successes
+
+    def update(steps, phase, kl_from):
+        state, rng, rows = run["train"], np.random.default_rng((cfg.seed, phase)), []
+        keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _TRAIN), phase), steps)
+        for i in range(steps):
+            idx = rng.integers(0, len(data.episodes), min(cfg.batch_size, len(data.episodes)))
+            w = _kl_weight(cfg, kl_from + i) if kl_from >= 0 else 1.0
+            state, m = fns["train"](state, data.batch(idx), keys[i], len(data.episodes), w)
+            rows.append(m)
+        metrics = jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *rows)) if rows else {}
+        if rows and not np.all(metrics["finite"]):
+            bad = int(np.flatnonzero(~metrics["finite"])[0])
+            raise FloatingPointError(f"non-finite SOLAR loss at step {bad} of phase {phase}")
+        run["train"] = state
+        return {f"train/{k}": float(np.mean(v)) for k, v in metrics.items() if k != "finite"}
+
+    def save(phase):
+        done = resume.Progress(
+            len(data.episodes),
+            counters["env_steps"],
+            int(run["train"].step),
+            counters["evaluations"],
+            logger.rows,
+        )
+        run["progress"], run["phase"] = done.as_dict(), phase
+        ckpt.save(phase, run, config_lib.to_dict(cfg))
+
+    if int(run["phase"]) == 0:
+        returns, successes = collect(
+            cfg.pretrain_rollouts,
+            lambda i: _random_policy(A, cfg.pretrain_action_std, cfg.seed * 1_000_003 + i),
+        )
+        row = {"random_return": float(np.mean(returns)), **_rate("random_success", successes)}
+        row.update(update(cfg.pretrain_steps, 0, 0))
+        run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
+        logger.scalars(counters["env_steps"], row)
+        summary.update(row)
+        save(1)
+    bar = logging_lib.progress(cfg.iterations, "solar", unit="iter", disable=not cfg.progress)
+    bar.update(int(run["phase"]) - 1)
+    while int(run["phase"]) <= cfg.iterations:
+        phase, began = int(run["phase"]), time.perf_counter()
+        key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), phase)
+        returns, successes = collect(
+            cfg.rollouts,
+            lambda i, r=dict(run), k=key: host_policy(fns, r, A, n, jax.random.fold_in(k, i), 1.0),
+        )
+        row = {"iteration": phase, "train_return": float(np.mean(returns))}
+        row.update(_rate("train_success", successes))
+        row.update(update(cfg.model_steps, phase, -1))
+        cost = -float(np.mean(returns))
+        if cfg.policy == "lqr_flm":
+            row.update(_improve(cfg, fns, run, data, phase, cost))
+        else:
+            run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
+        run["prev_cost"] = cost
+        row.update(evaluate(cfg, fns, run, eval_env, logger, phase, counters["env_steps"]))
+        counters["evaluations"] += 1
+        row["seconds"] = time.perf_counter() - began
+        logger.scalars(counters["env_steps"], row)
+        summary.update(row)
+        if phase % cfg.checkpoint_every == 0 or phase == cfg.iterations:
+            save(phase + 1)
+        else:
+            run["phase"] = phase + 1
+        bar.update(1)
+    bar.close()
+    summary.update(
+        {
+            "episodes": len(data.episodes),
+            "env_steps": counters["env_steps"],
+            "grad_steps": int(run["train"].step),
+        }
+    )
+    return summary
+
+
+def _rate(name: str, successes: list[float | None]) -> dict[str, float]:
+    known = [s for s in successes if s is not None]
+    return {name: float(np.mean(known))} if known else {}
+
+
+def _improve(cfg, fns, run, data, phase, cost) -> dict[str, Any]:
+    """EM local dynamics + LQR-FLM on this iteration's rollouts; adapts step_mult first."""
+    T = cfg.horizon
+    if phase > 1:  # step_mult from the previous prediction (Levine & Abbeel 2014)
+        predicted, actual = float(run["predicted"]), float(run["prev_cost"]) - cost
+        mult = predicted / (2.0 * max(1e-4, predicted - actual))
+        run["step_mult"] = float(
+            np.clip(float(run["step_mult"]) * mult, cfg.min_step_mult, cfg.max_step_mult)
+        )
+    new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
+    policy, info, dyn = fns["improve"](
+        run["train"].params,
+        run["train"].q,
+        new["obs"],
+        new["action"],
+        run["policy"],
+        float(run["step_mult"]),
+    )
+    eps = cfg.kl_step * T * float(run["step_mult"])
+    message = lqr.check_flm(info, eps)
+    if message:
+        warnings.warn(message, stacklevel=2)
+    info = jax.device_get(info)
+    usable = bool(info.pd) and all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(policy))
+    if not usable:  # keep acting with the previous policy rather than with NaNs
+        warnings.warn(f"LQR-FLM iteration {phase}: keeping the previous policy", stacklevel=2)
+        policy, dyn = run["policy"], run["dyn"]
+        info = info._replace(cost_new=info.cost_old)
+    run["policy"], run["dyn"] = policy, dyn
+    run["predicted"] = float(info.cost_old - info.cost_new)
+    return {
+        "eta": float(info.eta),
+        "kl": float(info.kl),
+        "kl_bound": eps,
+        "kl_met": bool(info.met),
+        "step_mult": float(run["step_mult"]),
+        "predicted_improvement": run["predicted"],
+    }
+
+
+def evaluate_episodes(
+    cfg: SolarConfig, fns, run: dict[str, Any], env: envs.HostEnv, phase: int, count: int
+) -> list[dict[str, Any]]:
+    """The evaluation after phase ``phase``: ``count`` noise-free episodes of the run's policy.
+
+    The one evaluation of the agent: training and ``--mode=eval`` both call it, with the same
+    env seeds and keys for the same phase, so the same checkpoint gives the same returns.
+    """
+    A, n = env.spec.action_dim, cfg.model.latent
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), _EVAL), phase)
+    out = []
+    for i in range(count):
+        pol = host_policy(fns, run, A, n, jax.random.fold_in(key, i), 0.0)
+        out.append(episodes_lib.run_episode(env, pol, seed=10_000_019 * phase + i))
+    return out
+
+
+def reconstruction_video(fns, run: dict[str, Any], episode: dict[str, Any]) -> np.ndarray:
+    """uint8 [T+1, 64, 128, 3]: real frames (left) beside the smoothed reconstructions."""
+    b = solar.episode_batch(episode["obs"], episode["action"], episode["reward"])
+    recon = fns["reconstruct"](run["train"].params, run["train"].q, b["obs"], b["action"])
+    return np.concatenate([episode["obs"], np.asarray(recon * 255).astype(np.uint8)], 2)
+
+
+def evaluate(cfg, fns, run, env, logger, phase, env_steps) -> dict[str, Any]:
+    """In-training evaluation: mean return / success of `evaluate_episodes` and one video."""
+    episodes = evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
+    repeat = env.spec.action_repeat
+    row = {"eval_return": float(np.mean([e["return"] for e in episodes]))}
+    row.update(_rate("eval_success", [success(cfg.env, e, repeat) for e in episodes]))
+    if cfg.video and episodes:
+        logger.video(env_steps, "eval_reconstruction", reconstruction_video(fns, run, episodes[0]))
+    return row
+
+
+def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """Loads the newest checkpoint of ``logdir`` and evaluates it with `evaluate_episodes`.
+
+    The episodes are those of the in-training evaluation of the checkpoint's last iteration
+    (same env seeds and keys), so the first ``eval_episodes`` returns equal the logged
+    ``eval_return``. Writes ``logdir/eval/metrics.jsonl`` (one row per episode) and one video
+    per episode under ``logdir/eval/videos``. ``overrides`` may change reporting fields only.
+    """
+    logdir = Path(logdir)
+    saved = checkpoint.read_config(logdir)
+    if saved is None:
+        raise config_lib.ConfigError(f"--logdir: no SOLAR run (config.json) in {logdir}")
+    cfg = config_lib.from_dict(SolarConfig, saved)
+    fixed = sorted(set(overrides or {}) - RESUMABLE_FIELDS)
+    if fixed:
+        raise config_lib.ConfigError(
+            f"--{fixed[0]}: cannot change a trained run's config in eval mode "
+            f"(allowed: {', '.join(sorted(RESUMABLE_FIELDS))})"
+        )
+    cfg = config_lib.override(cfg, dict(overrides or {}))
+    env = make_env(cfg, cfg.seed + EVAL_ENV_SEED)
+    A, repeat = env.spec.action_dim, env.spec.action_repeat
+    with checkpoint.Checkpointer(logdir / "checkpoints", create=False) as ckpt:
+        restored = ckpt.restore(initial_run(cfg, A))
+    if restored is None:
+        env.close()
+        raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
+    run = restored[1]
+    progress = resume.Progress.from_dict(run["progress"])
+    fns = make_functions(cfg, A)
+    phase = int(run["phase"]) - 1  # the iteration whose evaluation this replays
+    try:
+        episodes = evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
+    finally:
+        env.close()
+    results = [success(cfg.env, e, repeat) for e in episodes]
+    with logging_lib.Logger(logdir / "eval") as logger:
+        for i, (episode, ok) in enumerate(zip(episodes, results, strict=True)):
+            row = {"eval_return": episode["return"], "eval_episode": i, "iteration": phase}
+            row.update({} if ok is None else {"eval_success": ok})
+            logger.scalars(progress.env_steps, row)
+            if cfg.video:
+                frames = reconstruction_video(fns, run, episode)
+                path = logger.video(progress.env_steps + i, "eval_reconstruction", frames)
+                print(f"episode {i}: return {episode['return']:.2f}, video {path}")
+    returns = [e["return"] for e in episodes]
+    summary = {
+        "iteration": phase,
+        "env_steps": progress.env_steps,
+        "eval_return_mean": float(np.mean(returns)),
+        "eval_return_std": float(np.std(returns)),
+    }
+    summary.update(_rate("eval_success_rate", results))
+    return summary
+
+
+def config_summary(cfg: SolarConfig) -> str:
+    """Non-default fields, one line."""
+    default = config_lib.flatten(config_lib.to_dict(SolarConfig()))
+    current = config_lib.flatten(config_lib.to_dict(cfg))
+    return ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v) or "defaults"

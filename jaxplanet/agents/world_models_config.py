@@ -1,0 +1,241 @@
+"""World Models run configuration and its named presets (Ha & Schmidhuber 2018).
+
+``paper`` holds the published settings (10,000 random rollouts; V with z = 32 / 64; M an LSTM of
+256 units with 5 Gaussians per dim; CMA-ES, population 64, 16 rollouts per candidate);
+``quick`` is a CPU-sized run; ``tiny`` is what the tests use (point_reach, seconds).
+
+Fields that depend on the task (latent size, M's heads, reward of the dream, action mapping,
+temperature, whether C trains in the dream) default to ``0`` / ``"auto"`` and are resolved from
+`ENV_SETTINGS` by `resolved`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from jaxplanet import config as config_lib
+from jaxplanet.mdn_rnn import MDNConfig
+from jaxplanet.vae import VAEConfig
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+#: Paper settings per task. in_dream: CarRacing's C was evolved in the real environment,
+#: take_cover's entirely in the dream at tau = 1.15.
+ENV_SETTINGS: dict[str, dict[str, Any]] = {
+    "car_racing": dict(
+        z_dim=32,
+        done_head=False,
+        reward_head=True,
+        reward="head",
+        action_map="continuous",
+        temperature=1.0,
+        in_dream=False,
+        random_hold=1,
+    ),
+    "doom_take_cover": dict(
+        z_dim=64,
+        done_head=True,
+        reward_head=False,
+        reward="survival",
+        action_map="take_cover",
+        temperature=1.15,
+        in_dream=True,
+        random_hold=1,
+    ),
+    "point_reach": dict(
+        z_dim=32,
+        done_head=False,
+        reward_head=True,
+        reward="head",
+        action_map="continuous",
+        temperature=1.0,
+        in_dream=True,
+        random_hold=5,  # i.i.d. actions barely move the point mass: M would never see motion
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelsConfig:
+    """Everything a World Models run depends on (stored as config.json in the run directory)."""
+
+    env: str = _field("doom_take_cover", f"task: {', '.join(ENV_SETTINGS)}")
+    seed: int = _field(0, "seed of parameters, rollouts and evolution")
+    action_repeat: int = _field(0, "env steps per agent step; 0 = task default")
+    episode_length: int = _field(0, "env steps per episode; 0 = task default")
+    rollouts: int = _field(10_000, "random rollouts collected for V and M")
+    random_hold: int = _field(
+        0, "agent steps each random action is held in collection; 0 = task default (paper: 1)"
+    )
+    workers: int = _field(8, "parallel environment processes (AsyncVectorEnv) for host tasks")
+    z_dim: int = _field(0, "V's latent size; 0 = paper value (32 CarRacing, 64 Doom)")
+    vae_steps: int = _field(100_000, "V's gradient steps")
+    vae_batch: int = _field(100, "frames per V batch")
+    vae_max_frames: int = _field(2_000_000, "frames of random rollouts loaded to train V")
+    mdn_steps: int = _field(4_000, "M's gradient steps")
+    mdn_batch: int = _field(100, "sequences per M batch")
+    mdn_seq_len: int = _field(500, "steps per M training sequence")
+    population: int = _field(64, "CMA-ES population")
+    rollouts_per_candidate: int = _field(16, "episodes per candidate; its score is their mean")
+    generations: int = _field(300, "CMA-ES generations")
+    sigma_init: float = _field(0.1, "CMA-ES initial step size")
+    temperature: float = _field(0.0, "tau of the dream; 0 = paper value (1.15 Doom, else 1)")
+    in_dream: Literal["auto", "true", "false"] = _field(
+        "auto", "evolve C in the dream (auto: Doom yes, CarRacing no, point_reach yes)"
+    )
+    eval_every: int = _field(25, "score the mean controller in the real task every N generations")
+    eval_episodes: int = _field(100, "real episodes of the final evaluation (paper: 100)")
+    video_length: int = _field(300, "agent steps shown in the real-vs-dream video")
+    checkpoint_every: int = _field(1000, "checkpoint V and M every N steps (C every generation)")
+    progress: bool = _field(True, "show progress bars")
+    prng_impl: Literal["threefry2x32", "rbg"] = _field(
+        "threefry2x32", "PRNG implementation (rbg compiles much faster on CPU)"
+    )
+    vae: VAEConfig = dataclasses.field(default_factory=VAEConfig)
+    mdn: MDNConfig = dataclasses.field(default_factory=MDNConfig)
+
+    def validate(self) -> None:
+        """Raise ``config.ConfigError`` naming the flag and why, for inconsistent values."""
+        positive = (
+            "rollouts",
+            "workers",
+            "vae_steps",
+            "vae_batch",
+            "vae_max_frames",
+            "mdn_steps",
+            "mdn_batch",
+            "mdn_seq_len",
+            "population",
+            "rollouts_per_candidate",
+            "generations",
+            "eval_episodes",
+            "video_length",
+            "checkpoint_every",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise config_lib.ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        nonneg = ("action_repeat", "episode_length", "z_dim", "eval_every", "temperature")
+        for name in (*nonneg, "random_hold"):
+            if getattr(self, name) < 0:
+                raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
+        if self.env not in ENV_SETTINGS:
+            raise config_lib.ConfigError(
+                f"--env: World Models runs on {', '.join(ENV_SETTINGS)}; got {self.env!r}"
+            )
+        if self.population < 2:
+            raise config_lib.ConfigError("--population: CMA-ES needs at least 2 candidates")
+        if self.sigma_init <= 0:
+            raise config_lib.ConfigError("--sigma_init: must be > 0")
+        if self.vae.kl_tolerance < 0:
+            raise config_lib.ConfigError("--vae.kl_tolerance: must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """Task-dependent settings after `resolved` (what the stages use)."""
+
+    vae: VAEConfig
+    mdn: MDNConfig
+    reward: str
+    action_map: str
+    temperature: float
+    in_dream: bool
+    random_hold: int
+
+
+def resolved(cfg: WorldModelsConfig) -> Resolved:
+    """Fills the ``0`` / ``"auto"`` fields from `ENV_SETTINGS`."""
+    s = ENV_SETTINGS[cfg.env]
+    z_dim = cfg.z_dim or s["z_dim"]
+    vae_cfg = dataclasses.replace(cfg.vae, z_dim=z_dim)
+    mdn_cfg = dataclasses.replace(
+        cfg.mdn, z_dim=z_dim, done_head=s["done_head"], reward_head=s["reward_head"]
+    )
+    in_dream = s["in_dream"] if cfg.in_dream == "auto" else cfg.in_dream == "true"
+    return Resolved(
+        vae_cfg,
+        mdn_cfg,
+        s["reward"],
+        s["action_map"],
+        cfg.temperature or s["temperature"],
+        in_dream,
+        cfg.random_hold or s["random_hold"],
+    )
+
+
+# Fields that may change when a run directory is resumed (reporting and later stages' extent).
+RESUMABLE_FIELDS = frozenset(
+    {"progress", "workers", "eval_every", "eval_episodes", "video_length", "generations"}
+)
+
+
+def paper() -> WorldModelsConfig:
+    """The published settings (Doom by default; pass --env=car_racing for CarRacing)."""
+    return WorldModelsConfig()
+
+
+def quick() -> WorldModelsConfig:
+    """A CPU-sized run (smaller V and M, 200 rollouts, a short evolution)."""
+    return WorldModelsConfig(
+        rollouts=200,
+        vae_steps=3000,
+        vae_batch=32,
+        vae_max_frames=100_000,
+        mdn_steps=1500,
+        mdn_batch=32,
+        mdn_seq_len=100,
+        population=32,
+        rollouts_per_candidate=8,
+        generations=40,
+        eval_every=10,
+        eval_episodes=20,
+        video_length=200,
+        prng_impl="rbg",
+        vae=VAEConfig(depth=16, lr=1e-3),
+        mdn=MDNConfig(hidden=128),
+    )
+
+
+def tiny() -> WorldModelsConfig:
+    """Seconds-long settings for tests (point_reach, short episodes, minute models)."""
+    return WorldModelsConfig(
+        env="point_reach",
+        episode_length=20,
+        rollouts=6,
+        workers=2,
+        z_dim=4,
+        vae_steps=4,
+        vae_batch=8,
+        vae_max_frames=1000,
+        mdn_steps=4,
+        mdn_batch=4,
+        mdn_seq_len=6,
+        population=4,
+        rollouts_per_candidate=2,
+        generations=2,
+        eval_every=1,
+        eval_episodes=2,
+        video_length=8,
+        checkpoint_every=2,
+        progress=False,
+        prng_impl="rbg",
+        vae=VAEConfig(depth=2),
+        mdn=MDNConfig(hidden=8, mixtures=2),
+    )
+
+
+PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
+
+
+def preset(name: str) -> WorldModelsConfig:
+    """Config of a named preset; unknown names list the valid ones."""
+    if name not in PRESETS:
+        raise config_lib.ConfigError(
+            f"--preset: unknown preset {name!r}; valid presets: {', '.join(PRESETS)}"
+        )
+    return PRESETS[name]()

@@ -1,0 +1,269 @@
+"""World Models M: the MDN-RNN of Ha & Schmidhuber, "World Models" (2018), Sec. A.2.
+
+An LSTM (256 units) reads (z_t, a_t) and its output gives, for every latent dimension
+independently, a mixture of K = 5 Gaussians over z_{t+1} (the authors' `mdn-rnn`: mixture
+weights are per dimension), plus optional heads: the logit of `done_{t+1}` (Doom) and the
+reward r_{t+1} (used by the point_reach / CarRacing dreams of this library).
+
+Mixture densities are computed in log space (`log_softmax` + `logsumexp`); `log_stds` are clipped
+to [LOG_STD_MIN, LOG_STD_MAX] so no input gives NaN. Sampling at temperature tau follows the
+authors' code: mixture logits are divided by tau and component stds multiplied by sqrt(tau).
+
+Loss (reductions made explicit): the z term is the NLL summed over latent dims divided by
+Z (the authors average over dims), mean over valid steps; the done term is a binary cross
+entropy with positives weighted by `done_pos_weight` (the authors' `restart_factor` = 10);
+the reward term is a squared error; terms are added with weights from the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "MDNConfig",
+    "MDNOutput",
+    "MDNRNN",
+    "MDNTrainState",
+    "init",
+    "init_train_state",
+    "initial_state",
+    "log_prob",
+    "loss_fn",
+    "observe",
+    "sample",
+    "step",
+    "train_step",
+]
+
+LOG_STD_MIN, LOG_STD_MAX = -10.0, 10.0
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class MDNConfig:
+    """M's architecture, heads and optimiser (paper defaults).
+
+    Attributes:
+      z_dim: latent size Z (must match V).
+      hidden: LSTM units (256).
+      mixtures: Gaussians per latent dim K (5).
+      done_head: predict done_{t+1} (Doom).
+      reward_head: predict r_{t+1} (dreams that need a reward: point_reach, CarRacing).
+      done_pos_weight: weight of positive `done` targets in the cross entropy (authors: 10).
+      done_scale: weight of the done term in the loss.
+      reward_scale: weight of the reward term in the loss.
+      lr: Adam learning rate (authors: 1e-3).
+      grad_clip: global gradient-norm clip (authors: 1.0).
+    """
+
+    z_dim: int = 32
+    hidden: int = 256
+    mixtures: int = 5
+    done_head: bool = False
+    reward_head: bool = False
+    done_pos_weight: float = 10.0
+    done_scale: float = 1.0
+    reward_scale: float = 1.0
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+
+
+class MDNOutput(NamedTuple):
+    """Predictions for step t + 1 (leading batch axes omitted).
+
+    Attributes:
+      logits: f32 [Z, K] unnormalised mixture weights per latent dim.
+      means: f32 [Z, K] component means.
+      log_stds: f32 [Z, K] component log standard deviations.
+      done_logit: f32 [] logit of done_{t+1} (zeros without the done head).
+      reward: f32 [] predicted r_{t+1} (zeros without the reward head).
+    """
+
+    logits: jax.Array
+    means: jax.Array
+    log_stds: jax.Array
+    done_logit: jax.Array
+    reward: jax.Array
+
+
+class MDNRNN(nn.Module):
+    """One step of M: (carry, z [.., Z], action [.., A]) -> (carry, MDNOutput)."""
+
+    cfg: MDNConfig
+
+    @nn.compact
+    def __call__(self, carry, z: jax.Array, action: jax.Array):
+        cfg = self.cfg
+        x = jnp.concatenate([z, action], axis=-1)
+        carry, h = nn.OptimizedLSTMCell(cfg.hidden, name="lstm")(carry, x)
+        out = nn.Dense(cfg.z_dim * cfg.mixtures * 3, name="mdn")(h)
+        out = out.reshape(out.shape[:-1] + (cfg.z_dim, cfg.mixtures, 3))
+        zeros = jnp.zeros(h.shape[:-1], jnp.float32)
+        done = nn.Dense(1, name="done")(h)[..., 0] if cfg.done_head else zeros
+        reward = nn.Dense(1, name="reward")(h)[..., 0] if cfg.reward_head else zeros
+        return carry, MDNOutput(out[..., 0], out[..., 1], out[..., 2], done, reward)
+
+
+def initial_state(cfg: MDNConfig, batch_shape: tuple[int, ...] = ()) -> tuple[jax.Array, ...]:
+    """Zero LSTM state (c, h), each f32 [*batch_shape, hidden]."""
+    zeros = jnp.zeros((*batch_shape, cfg.hidden), jnp.float32)
+    return (zeros, zeros)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "action_dim"))
+def init(cfg: MDNConfig, key: jax.Array, action_dim: int) -> Any:
+    """M's parameters for actions of size `action_dim`."""
+    z = jnp.zeros((1, cfg.z_dim), jnp.float32)
+    a = jnp.zeros((1, action_dim), jnp.float32)
+    return MDNRNN(cfg).init(key, initial_state(cfg, (1,)), z, a)["params"]
+
+
+def step(params: Any, cfg: MDNConfig, carry: Any, z: jax.Array, action: jax.Array):
+    """One LSTM step. carry (c, h) [..., H], z [..., Z], action [..., A] -> (carry, MDNOutput)."""
+    return MDNRNN(cfg).apply({"params": params}, carry, z, action)
+
+
+def observe(params: Any, cfg: MDNConfig, z: jax.Array, action: jax.Array, carry: Any = None):
+    """Runs M over sequences with `lax.scan`.
+
+    Args:
+      z: f32 [B, T, Z] latents z_0 .. z_{T-1}.
+      action: f32 [B, T, A] actions a_0 .. a_{T-1} (a_t taken after seeing z_t).
+      carry: initial LSTM state (default zeros).
+
+    Returns:
+      (final carry, MDNOutput with a [B, T] prefix: predictions of step t + 1 at index t,
+      and `h` f32 [B, T, hidden], the LSTM output after reading (z_t, a_t)).
+    """
+    if carry is None:
+        carry = initial_state(cfg, z.shape[:1])
+
+    def body(c, inputs):
+        c, out = step(params, cfg, c, *inputs)
+        return c, (out, c[1])
+
+    xs = (jnp.swapaxes(z, 0, 1), jnp.swapaxes(action, 0, 1))
+    carry, (out, h) = jax.lax.scan(body, carry, xs)
+    out = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
+    return carry, out, jnp.swapaxes(h, 0, 1)
+
+
+def log_prob(logits: jax.Array, means: jax.Array, log_stds: jax.Array, z: jax.Array) -> jax.Array:
+    """Log density of z under the per-dimension mixtures, summed over dims.
+
+    Args:
+      logits, means, log_stds: f32 [..., Z, K].
+      z: f32 [..., Z].
+
+    Returns:
+      f32 [...]: sum_d log sum_k softmax(logits)_dk N(z_d; means_dk, exp(log_stds_dk)).
+    """
+    log_stds = jnp.clip(log_stds, LOG_STD_MIN, LOG_STD_MAX)
+    scaled = (z[..., None] - means) * jnp.exp(-log_stds)
+    log_normal = -0.5 * jnp.square(scaled) - log_stds - _HALF_LOG_2PI
+    log_weights = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.sum(jax.nn.logsumexp(log_weights + log_normal, axis=-1), axis=-1)
+
+
+def sample(
+    key: jax.Array,
+    logits: jax.Array,
+    means: jax.Array,
+    log_stds: jax.Array,
+    temperature: float | jax.Array = 1.0,
+) -> jax.Array:
+    """Samples z from the per-dimension mixtures at temperature tau.
+
+    Args:
+      key: PRNG key.
+      logits, means, log_stds: f32 [..., Z, K].
+      temperature: tau > 0; logits / tau pick the component, its std is scaled by sqrt(tau).
+
+    Returns:
+      f32 [..., Z].
+    """
+    k_comp, k_noise = jax.random.split(key)
+    comp = jax.random.categorical(k_comp, logits / temperature, axis=-1)
+    pick = functools.partial(jnp.take_along_axis, indices=comp[..., None], axis=-1)
+    mean, log_std = pick(means)[..., 0], pick(jnp.clip(log_stds, LOG_STD_MIN, LOG_STD_MAX))[..., 0]
+    noise = jax.random.normal(k_noise, mean.shape)
+    return mean + jnp.exp(log_std) * jnp.sqrt(temperature) * noise
+
+
+def loss_fn(
+    params: Any, cfg: MDNConfig, batch: dict[str, jax.Array], key: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """M's loss on a batch of z-sequences (z sampled from V's posterior, as the authors do).
+
+    Args:
+      batch: `z_mean`, `z_std` f32 [B, T + 1, Z]; `action` f32 [B, T, A] (a_t taken at z_t);
+        `reward` f32 [B, T] (r_{t+1}); `done` f32 [B, T] (episode ended at t + 1);
+        `mask` f32 [B, T] (1 for real transitions, 0 for padding).
+      key: PRNG key of the z samples.
+
+    Returns:
+      (loss, metrics) with `loss`, `z_nll` (per frame, summed over dims), `z_nll_per_dim`,
+      `done_bce`, `reward_mse`.
+    """
+    z = batch["z_mean"] + batch["z_std"] * jax.random.normal(key, batch["z_mean"].shape)
+    _, out, _ = observe(params, cfg, z[:, :-1], batch["action"])
+    valid = batch["mask"] > 0
+    count = jnp.maximum(jnp.sum(valid), 1)
+
+    def mean(x):  # over valid steps; `where`, not a product, so inf/NaN padding cannot leak
+        return jnp.sum(jnp.where(valid, x, 0.0)) / count
+
+    z_nll = mean(-log_prob(out.logits, out.means, out.log_stds, z[:, 1:]))
+    loss = z_nll / cfg.z_dim
+    metrics = {"z_nll": z_nll, "z_nll_per_dim": z_nll / cfg.z_dim}
+    if cfg.done_head:
+        done = batch["done"]
+        logit = out.done_logit
+        bce = -(cfg.done_pos_weight * done * jax.nn.log_sigmoid(logit))
+        bce = bce - (1.0 - done) * jax.nn.log_sigmoid(-logit)
+        metrics["done_bce"] = mean(bce)
+        loss = loss + cfg.done_scale * metrics["done_bce"]
+    if cfg.reward_head:
+        metrics["reward_mse"] = mean(jnp.square(out.reward - batch["reward"]))
+        loss = loss + cfg.reward_scale * metrics["reward_mse"]
+    return loss, {"loss": loss, **metrics}
+
+
+class MDNTrainState(NamedTuple):
+    """M's parameters, Adam state and update counter."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+def make_optimizer(cfg: MDNConfig) -> optax.GradientTransformation:
+    """Adam with global-norm clipping (the authors clip at 1.0)."""
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.lr))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "action_dim"))
+def init_train_state(cfg: MDNConfig, key: jax.Array, action_dim: int) -> MDNTrainState:
+    """Fresh parameters and optimiser state."""
+    params = init(cfg, key, action_dim)
+    return MDNTrainState(params, make_optimizer(cfg).init(params), jnp.zeros((), jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnames="cfg")
+def train_step(
+    state: MDNTrainState, batch: dict[str, jax.Array], key: jax.Array, cfg: MDNConfig
+) -> tuple[MDNTrainState, dict[str, jax.Array]]:
+    """One Adam step on a batch (see `loss_fn`); metrics gain `grad_norm`."""
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, cfg, batch, key)
+    updates, opt_state = make_optimizer(cfg).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+    return MDNTrainState(params, opt_state, state.step + 1), metrics

@@ -1,0 +1,151 @@
+"""SOLAR agent loop: LQR-FLM and MPC variants run, log, resume exactly after a kill at any
+point, and ``--mode=eval`` replays the in-training evaluation."""
+
+import dataclasses
+
+import pytest
+
+from jaxplanet import checkpoint
+from jaxplanet import config as config_lib
+from jaxplanet import logging as logging_lib
+from jaxplanet.agents import solar, solar_config
+
+WALL_CLOCK = ("seconds",)
+
+
+def _cfg(**changes):
+    cfg = solar_config.tiny()
+    return dataclasses.replace(cfg, horizon=5, video=False, **changes)
+
+
+def _rows(logdir):
+    return logging_lib.read_metrics(logdir / "metrics.jsonl")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted 2-iteration tiny run (shared by several tests)."""
+    logdir = tmp_path_factory.mktemp("full")
+    summary = solar.train_and_evaluate(_cfg(iterations=2), logdir)
+    return logdir, summary
+
+
+def assert_same_rows(resumed, straight):
+    """Identical keys, counters and flags; losses and returns equal (CPU); wall clock ignored."""
+    a = [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in resumed]
+    b = [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in straight]
+    assert [sorted(r) for r in a] == [sorted(r) for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in rb.items():
+            if isinstance(v, float):
+                assert ra[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+            else:
+                assert ra[k] == v, k
+
+
+def test_lqr_flm_run_logs_success_and_refuses_changed_config(full_run):
+    logdir, summary = full_run
+    cfg = _cfg(iterations=2)
+    assert summary["episodes"] == cfg.pretrain_rollouts + 2 * cfg.rollouts
+    assert summary["env_steps"] == summary["episodes"] * cfg.horizon
+    rows = _rows(logdir)
+    assert [r.get("iteration") for r in rows] == [None, 1, 2]
+    assert "random_return" in rows[0] and rows[0]["random_success"] == 0.0
+    for r in rows[1:]:
+        assert r["kl"] <= 1.1 * r["kl_bound"] and r["kl_met"]
+        assert 0.0 <= r["eval_success"] <= 1.0 and "train_success" in r
+    assert checkpoint.Checkpointer(logdir / "checkpoints", create=False).steps()[-1] == 3
+    with pytest.raises(checkpoint.ConfigMismatchError, match="batch_size"):
+        solar.train_and_evaluate(_cfg(iterations=2, batch_size=3), logdir)
+
+
+def test_more_iterations_continue_exactly(full_run, tmp_path):
+    logdir, _ = full_run
+    solar.train_and_evaluate(_cfg(iterations=1), tmp_path)
+    summary = solar.train_and_evaluate(_cfg(iterations=2), tmp_path)  # iterations may grow
+    assert summary["episodes"] == full_run[1]["episodes"]
+    assert_same_rows(_rows(tmp_path), _rows(logdir))
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL / Ctrl-C at a chosen point of the loop."""
+
+
+def _kill_after_episode_file(monkeypatch):
+    real = solar.replay.save_episode
+
+    def save(directory, episode, index, **kw):
+        path = real(directory, episode, index, **kw)
+        if index == 5:  # the second rollout of iteration 1 is on disk
+            raise Killed
+        return path
+
+    monkeypatch.setattr(solar.replay, "save_episode", save)
+
+
+def _kill_during_evaluation(monkeypatch):
+    real, calls = solar.evaluate_episodes, [0]
+
+    def evaluate(*args, **kw):
+        calls[0] += 1
+        out = real(*args, **kw)
+        if calls[0] == 2:  # iteration 2 updated its model and policy, then the process died
+            raise Killed
+        return out
+
+    monkeypatch.setattr(solar, "evaluate_episodes", evaluate)
+
+
+KILLS = {
+    "after_episode_file": (_kill_after_episode_file, "checkpoint 1 covers 4 episodes"),
+    "during_evaluation": (_kill_during_evaluation, "checkpoint 2 covers 7 episodes"),
+}
+
+
+@pytest.mark.parametrize("point", sorted(KILLS))
+def test_kill_mid_iteration_resumes_as_uninterrupted(
+    full_run, tmp_path, monkeypatch, capsys, point
+):
+    logdir, straight = full_run
+    kill, covers = KILLS[point]
+    with monkeypatch.context() as m:
+        kill(m)
+        with pytest.raises(Killed):
+            solar.train_and_evaluate(_cfg(iterations=2), tmp_path)
+    capsys.readouterr()
+    summary = solar.train_and_evaluate(_cfg(iterations=2), tmp_path)
+    out = capsys.readouterr().out
+    assert "Resuming" in out and covers in out and "set aside" in out
+    for key in ("episodes", "env_steps", "grad_steps"):
+        assert summary[key] == straight[key], key
+    assert_same_rows(_rows(tmp_path), _rows(logdir))
+    assert len(list((tmp_path / "episodes").glob("*.npz"))) == straight["episodes"]
+    assert list((tmp_path / "set_aside").rglob("*.npz"))  # moved, never deleted
+
+
+def test_in_training_evaluation_equals_eval_mode(full_run):
+    """One evaluation function: --mode=eval on the final checkpoint reproduces the logged row."""
+    logdir, _ = full_run
+    logged = _rows(logdir)[-1]
+    summary = solar.evaluate_run(logdir)
+    assert summary["iteration"] == logged["iteration"] == 2
+    assert summary["eval_return_mean"] == pytest.approx(logged["eval_return"], rel=1e-5)
+    assert summary["eval_success_rate"] == logged["eval_success"]
+    more = solar.evaluate_run(logdir, {"eval_episodes": "2", "video": "true"})
+    rows = logging_lib.read_metrics(logdir / "eval" / "metrics.jsonl")[-2:]
+    assert [r["eval_episode"] for r in rows] == [0, 1]
+    assert rows[0]["eval_return"] == pytest.approx(logged["eval_return"], rel=1e-5)
+    assert more["eval_return_mean"] == pytest.approx(
+        (rows[0]["eval_return"] + rows[1]["eval_return"]) / 2
+    )
+    assert len(list((logdir / "eval" / "videos").glob("*"))) == 2
+    with pytest.raises(config_lib.ConfigError, match="--batch_size: cannot change"):
+        solar.evaluate_run(logdir, {"batch_size": "3"})
+
+
+def test_mpc_baseline_and_vae_ablation_run(tmp_path):
+    cfg = _cfg(iterations=1, policy="mpc")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant="vae"))
+    summary = solar.train_and_evaluate(cfg, tmp_path)
+    assert summary["episodes"] == cfg.pretrain_rollouts + cfg.rollouts
+    assert "eval_return" in summary and "kl" not in summary

@@ -1,0 +1,92 @@
+"""CarRacing and VizDoom take_cover behind the `worldmodels` extra, at 64x64."""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from jaxplanet import envs
+from jaxplanet.envs import car_racing, doom
+
+HAS_BOX2D = all(importlib.util.find_spec(m) for m in ("gymnasium", "Box2D"))
+HAS_DOOM = all(importlib.util.find_spec(m) for m in ("gymnasium", "vizdoom"))
+
+
+def test_registered_names():
+    assert "car_racing" in envs.names() and "doom_take_cover" in envs.names()
+
+
+def test_car_racing_action_mapping_is_the_authors():
+    np.testing.assert_allclose(car_racing.car_racing_action([-0.5, -1.0, -0.3]), [-0.5, 0, 0])
+    np.testing.assert_allclose(car_racing.car_racing_action([0.2, 1.0, 0.7]), [0.2, 1.0, 0.7])
+    np.testing.assert_allclose(car_racing.car_racing_action([0.0, 0.0, 0.0]), [0.0, 0.5, 0.0])
+
+
+def test_take_cover_index_thresholds():
+    got = [doom.take_cover_index(np.array([a])) for a in (-1.0, -0.34, 0.0, 0.33, 0.34, 1.0)]
+    assert got == [2, 2, 0, 0, 1, 1]  # VizdoomTakeCover-v1: 0 nothing, 1 right, 2 left
+
+
+@pytest.mark.parametrize("name", ["car_racing", "doom_take_cover"])
+def test_missing_optional_package_names_the_extra(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium -> ImportError
+    with pytest.raises(ImportError, match=r"pip install 'jaxplanet\[worldmodels\]'"):
+        envs.make(name)
+
+
+def _roll(env, steps):
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    frames, rewards = [obs], []
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(
+            np.random.default_rng(0).uniform(-1, 1, env.spec.action_dim)
+        )
+        assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+        assert isinstance(reward, float)
+        frames.append(obs)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    np.testing.assert_array_equal(env.render(), obs)
+    env.close()
+    return np.stack(frames), rewards, truncated
+
+
+@pytest.mark.skipif(not HAS_BOX2D, reason="needs gymnasium[box2d] (extra 'worldmodels')")
+def test_car_racing_steps_at_64x64():
+    env = envs.make("car_racing", seed=0, episode_length=30)
+    assert env.spec.action_dim == 3 and env.spec.agent_steps == 30
+    frames, rewards, truncated = _roll(env, 40)
+    assert len(rewards) == 30 and truncated
+    assert frames.std() > 5  # a real picture, not a blank frame
+
+
+@pytest.mark.skipif(not HAS_DOOM, reason="needs vizdoom (extra 'worldmodels')")
+def test_take_cover_steps_at_64x64_and_pays_one_per_frame():
+    env = envs.make("doom_take_cover", seed=0, episode_length=50)
+    assert env.spec.action_dim == 1
+    frames, rewards, truncated = _roll(env, 60)
+    assert len(rewards) == 50 and truncated and set(rewards) == {1.0}
+    assert frames.std() > 5
+
+
+@pytest.mark.skipif(not HAS_DOOM, reason="needs vizdoom (extra 'worldmodels')")
+def test_vector_episodes_run_in_worker_processes():
+    class Policy:
+        def start(self, ids):
+            self.ids = ids
+
+        def act(self, obs):
+            assert obs.shape == (2, 64, 64, 3)
+            return np.zeros((2, 1), np.float32)
+
+    options = {"action_repeat": 2, "episode_length": 20}
+    eps = car_racing.vector_episodes(doom.make_gym, options, [1, 2, 3], Policy(), 2, True, False)
+    assert len(eps) == 3
+    for ep in eps:
+        assert ep["length"] == 10 and not ep["terminated"]
+        assert ep["return"] == 20.0  # +1 per frame alive, 2 frames per step
+        assert ep["obs"].shape == (11, 64, 64, 3) and ep["action"].shape == (11, 1)
+        assert ep["is_first"][0] and not ep["is_first"][1:].any()

@@ -1,0 +1,75 @@
+"""The World Models command line: the tiny preset end to end, clear errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import world_models as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.world_models", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_tiny_preset_runs_every_stage_through_the_cli(tmp_path):
+    logdir = tmp_path / "run"
+    result = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--stage=all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("collect", "vae", "mdn", "controller"):
+        assert f"{stage}:" in result.stdout
+    assert "eval_return_mean=" in result.stdout
+    saved = json.loads((logdir / "evaluate.json").read_text())
+    assert Path(saved["video"]).exists()
+    assert json.loads((logdir / "config.json").read_text())["env"] == "point_reach"
+    # A second call resumes: every stage is skipped.
+    again = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--in_dream=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipped") == 5
+    # Another config in the same directory is refused, naming the field.
+    other = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--in_dream=false")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert 'in_dream: "auto" -> "false"' in other.stderr
+
+
+def test_stage_before_inputs_names_the_stage_to_run_first(tmp_path, capsys):
+    code = cli.main(["--preset=tiny", f"--logdir={tmp_path / 'run'}", "--stage=mdn"])
+    assert code == 2
+    assert "run --stage=vae first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--vae_steps=abc", "--vae_steps: expected an integer, got 'abc'"),
+        ("--population=1", "--population: CMA-ES needs at least 2 candidates"),
+        ("--in_dream=maybe", "--in_dream: expected one of auto, true, false"),
+        ("--env=walker_walk", "--env: World Models runs on"),
+        ("--vae.kl_tolerence=1", "Did you mean: --vae.kl_tolerance"),
+    ],
+)
+def test_bad_flags_name_the_flag(tmp_path, capsys, flag, message):
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli.main(["--preset=tiny", f"--logdir={tmp_path / 'run'}", flag]))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_stage_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--stage=train"])
+    assert exit_info.value.code == 2
+    assert "--stage" in capsys.readouterr().err
