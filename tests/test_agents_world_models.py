@@ -112,9 +112,7 @@ def test_bad_stage_and_env_are_config_errors(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-@pytest.mark.skipif(
-    not os.environ.get("JAXPLANET_SLOW"), reason="slow learning test: set JAXPLANET_SLOW=1"
-)
+@pytest.mark.slow
 def test_controller_evolved_in_dream_beats_random_on_real_point_reach(tmp_path):
     # ~4 minutes on 2 CPU cores. Measured (seed 0): dream fitness 9.3 -> 13.8 over 60
     # generations; real return of the final C 14.9 (64 episodes) against 7.5 for random actions.
