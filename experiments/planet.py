@@ -14,58 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import typing
 from collections.abc import Sequence
+
+from experiments import cli
 
 # Headless rendering for dm_control unless the user chose a backend.
 os.environ.setdefault("MUJOCO_GL", "egl")
-
-
-def _field_flags(parser: argparse.ArgumentParser) -> list[str]:
-    from jaxplanet import config as config_lib
-    from jaxplanet.agents import planet_config
-
-    names = []
-    group = parser.add_argument_group("config fields (paper preset defaults shown)")
-    for name, (kind, default, text) in config_lib.flat_fields(planet_config.paper()).items():
-        if name in ("env", "seed"):
-            continue
-        kind_name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
-        metavar = kind_name.upper() if kind_name in ("int", "float", "str", "bool") else "VALUE"
-        if typing.get_origin(kind) is typing.Literal:
-            metavar = "{" + ",".join(map(str, typing.get_args(kind))) + "}"
-        group.add_argument(
-            f"--{name}",
-            dest=f"field:{name}",
-            metavar=metavar,
-            help=f"{text} (default: {default})",
-        )
-        names.append(name)
-    return names
-
-
-class _Parser(argparse.ArgumentParser):
-    """Short errors: the bad flag, why, and the closest valid flags (no usage dump)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        import difflib
-        import re
-
-        hint = ""
-        match = re.search(r"unrecognized arguments: (\S+)", message)
-        if match:
-            flag = match.group(1).split("=")[0]
-            valid = [o for a in self._actions for o in a.option_strings]
-            close = difflib.get_close_matches(flag, valid, n=3)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        self.exit(2, f"error: {message}.{hint} See --help.\n")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
     """Parse flags; returns the namespace and the config-field overrides as strings."""
     from jaxplanet.agents import planet_config
 
-    parser = _Parser(
+    parser = cli.Parser(
         prog="python -m experiments.planet",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -89,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument(
         "--list_envs", action="store_true", help="print the valid task names and exit"
     )
-    names = _field_flags(parser)
+    names = cli.field_flags(parser, planet_config.paper())
     args = parser.parse_args(argv)
     overrides = {
         n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
