@@ -131,13 +131,13 @@ def train(
     the next batch is sent to the device while the current update runs (same keys, same
     batches as device replay).
     """
-    keys = [jax.random.split(k) for k in jax.random.split(key, steps)]
     metrics = []
     if not host_replay:
         for k in jax.random.split(key, steps):
             train_state, m = fns.update(train_state, replay_state, k)
             metrics.append(m)
-    else:
+    else:  # the keys the fused update splits inside: (batch key, loss key) per step
+        keys = [jax.random.split(k) for k in jax.random.split(key, steps)]
         device = jax.tree.leaves(train_state.params)[0].sharding
 
         def fetch(k: jax.Array) -> dict:  # in a worker thread: sample on the host, transfer
