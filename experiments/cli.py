@@ -9,16 +9,41 @@ import typing
 from typing import Any
 
 
-def field_flags(parser: argparse.ArgumentParser, defaults: Any) -> list[str]:
+def field_flags(
+    parser: argparse.ArgumentParser,
+    defaults: Any,
+    sections: dict[str, tuple[str, ...]] | None = None,
+    presets: dict[str, Any] | None = None,
+) -> list[str]:
     """Adds ``--<field>`` for every leaf field of the config ``defaults`` (except env, seed).
+
+    Args:
+      parser: the parser to extend.
+      defaults: the config whose values are shown as defaults (the paper preset).
+      sections: help section title -> top-level field names; dotted fields (``model.x``) get a
+        section per prefix; fields named nowhere go under "run".
+      presets: other named configs; where one's value differs, the help shows it too.
 
     Returns the dotted field names; each flag's value lands in ``args.field:<name>`` (None when
     not given). Choice fields show their allowed values.
     """
     from jaxplanet import config as config_lib
 
+    others = {n: config_lib.flat_fields(c) for n, c in (presets or {}).items()}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    where = {f: title for title, fields in (sections or {}).items() for f in fields}
+
+    def group_of(name: str) -> argparse._ArgumentGroup:
+        title = where.get(name) or (
+            f"{name.split('.')[0]} (--{name.split('.')[0]}.*)" if "." in name else "run"
+        )
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        return groups[title]
+
+    for title in sections or {}:
+        groups[title] = parser.add_argument_group(title)
     names = []
-    group = parser.add_argument_group("config fields (paper preset defaults shown)")
     for name, (kind, default, text) in config_lib.flat_fields(defaults).items():
         if name in ("env", "seed"):
             continue
@@ -26,11 +51,21 @@ def field_flags(parser: argparse.ArgumentParser, defaults: Any) -> list[str]:
         metavar = kind_name.upper() if kind_name in ("int", "float", "str", "bool") else "VALUE"
         if typing.get_origin(kind) is typing.Literal:
             metavar = "{" + ",".join(map(str, typing.get_args(kind))) + "}"
-        group.add_argument(
-            f"--{name}", dest=f"field:{name}", metavar=metavar, help=f"{text} (default: {default})"
+        shown = f"default: {_show(default)}"
+        differ = [f"{p} {_show(o[name][1])}" for p, o in others.items() if o[name][1] != default]
+        if differ:
+            shown += "; " + ", ".join(differ)
+        group_of(name).add_argument(
+            f"--{name}", dest=f"field:{name}", metavar=metavar, help=f"{text} ({shown})"
         )
         names.append(name)
     return names
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and (abs(value) >= 1e5 or 0 < abs(value) < 1e-3):
+        return f"{value:.3g}"
+    return str(value)
 
 
 class Parser(argparse.ArgumentParser):

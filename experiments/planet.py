@@ -22,13 +22,57 @@ from experiments import cli
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+EXAMPLES = """examples:
+  python -m experiments.planet --env=point_reach --preset=quick          # ~10-25 min on 2 CPU cores
+  python -m experiments.planet --env=walker_walk                         # paper settings (GPU/TPU)
+  python -m experiments.planet --logdir=runs/quick --episodes=80         # extend a finished run
+  python -m experiments.planet --logdir=runs/quick --mode=eval --eval_episodes=5
+  python -m experiments.planet --env=cheetah_run --model.free_nats=2 --planner.horizon=15
+
+Defaults are the paper preset's; where the quick or tiny preset differs, its value follows.
+A --logdir that holds a run resumes it (Ctrl-C stops cleanly; only --episodes, --eval_every,
+--eval_episodes, --video, --progress, --debug_nans and --keep_checkpoints may change)."""
+
+SECTIONS = {
+    "collection and training": (
+        "action_repeat",
+        "episode_length",
+        "episodes",
+        "seed_episodes",
+        "train_steps",
+        "batch_size",
+        "seq_length",
+        "exploration_noise",
+    ),
+    "evaluation and output": (
+        "eval_every",
+        "eval_episodes",
+        "video",
+        "video_context",
+        "video_length",
+        "progress",
+    ),
+    "replay, checkpoints and runtime": (
+        "replay_bytes",
+        "replay_device",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "debug_nans",
+        "prng_impl",
+    ),
+}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
     """Parse flags; returns the namespace and the config-field overrides as strings."""
     from jaxplanet.agents import planet_config
 
     parser = cli.Parser(
         prog="python -m experiments.planet",
+        usage="%(prog)s [--env ENV] [--preset {paper,quick,tiny}] [--logdir DIR] "
+        "[--mode {train,eval}] [--seed N] [--<field>=VALUE ...]",
         description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -50,7 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument(
         "--list_envs", action="store_true", help="print the valid task names and exit"
     )
-    names = cli.field_flags(parser, planet_config.paper())
+    names = cli.field_flags(
+        parser,
+        planet_config.paper(),
+        SECTIONS,
+        {"quick": planet_config.quick(), "tiny": planet_config.tiny()},
+    )
     args = parser.parse_args(argv)
     overrides = {
         n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
@@ -77,10 +126,11 @@ def check_logdir(logdir: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parse_args(argv)
-    from jaxplanet import checkpoint, envs
+    from jaxplanet import checkpoint, console, envs
     from jaxplanet import config as config_lib
     from jaxplanet.agents import planet, planet_config
     from jaxplanet.checkpoint import ConfigMismatchError
+    from jaxplanet.envs.dmc import RenderingError
     from jaxplanet.planet import NonFiniteLossError
 
     if args.list_envs:
@@ -103,25 +153,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base = planet_config.preset(args.preset)
             cfg = config_lib.override(base, overrides)
             logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{args.preset}-s{cfg.seed}")
-            print(f"PlaNet ({args.preset}: {planet.config_summary(cfg)}) -> {logdir}")
-            print(planet.describe(cfg))
-            summary = planet.train_and_evaluate(cfg, logdir)
-    except (config_lib.ConfigError, envs.UnknownEnvError, ConfigMismatchError) as err:
+            summary = planet.train_and_evaluate(cfg, logdir, preset=args.preset)
+    except (
+        config_lib.ConfigError,
+        envs.UnknownEnvError,
+        ConfigMismatchError,
+        RenderingError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
         print(f"stopped: {err}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("interrupted: the run resumes from its last checkpoint with the same --logdir.")
-        return 130
-    print(
-        " ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in summary.items()
-            if not k.startswith("train/")
+    except (KeyboardInterrupt, console.StopRequested):
+        print(
+            "interrupted: the run resumes from its last checkpoint with the same --logdir.",
+            file=sys.stderr,
         )
-    )
+        return console.INTERRUPT_EXIT
+    if args.mode == "eval":
+        print(
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+            )
+        )
+    else:
+        print(
+            console.summary_table(
+                f"PlaNet run finished: {summary['logdir']}", planet.summary_rows(summary)
+            )
+        )
     return 0
 
 

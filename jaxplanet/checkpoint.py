@@ -36,6 +36,17 @@ import orbax.checkpoint as ocp
 
 from jaxplanet import config as config_lib
 
+__all__ = [
+    "CONFIG_FILE",
+    "Checkpointer",
+    "ConfigMismatchError",
+    "check_config",
+    "config_diff",
+    "read_config",
+    "to_jsonable",
+    "write_config",
+]
+
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "jaxplanet_manifest.json"  # {relative path: [size, crc32]} of a step's files
 
@@ -146,14 +157,23 @@ def check_config(
     def is_allowed(name: str) -> bool:
         return any(name == a or name.startswith(a + ".") for a in allowed)
 
+    foreign = sorted(set(saved) - set(to_jsonable(config)))
+    if len(foreign) * 2 > len(saved):  # mostly unknown fields: another system's run
+        raise ConfigMismatchError(
+            f"{directory_or_path} holds a run of another kind (its config has fields this "
+            f"system does not know: {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}"
+            "). Use a new run directory."
+        )
     diff = {k: v for k, v in config_diff(saved, config).items() if not is_allowed(k)}
     if diff:
         lines = "\n".join(
             f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in diff.items()
         )
+        may = ", ".join(sorted(allowed))
+        may = f" (fields that may change on resume: {may})" if may else ""
         raise ConfigMismatchError(
             f"config differs from the one saved in {directory_or_path}:\n{lines}\n"
-            "Use a new run directory, or allow these fields explicitly."
+            f"Use a new run directory, or resume with the saved values{may}."
         )
     return saved
 

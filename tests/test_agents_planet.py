@@ -107,8 +107,8 @@ def _kill_during_updates(monkeypatch):
 def _kill_during_evaluation(monkeypatch):
     real = agent.evaluate_episodes
 
-    def evaluate(cfg, fns, params, env, index):
-        real(cfg, fns, params, env, index)
+    def evaluate(cfg, fns, params, env, index, wrap=None):
+        real(cfg, fns, params, env, index, wrap)
         raise Killed  # the first evaluation (after episode 4) never finishes
 
     monkeypatch.setattr(agent, "evaluate_episodes", evaluate)
@@ -272,7 +272,7 @@ def test_open_loop_video_shape(full_run):
         "is_first": np.arange(21) == 0,
     }
     frames = agent.open_loop_video(cfg, fns, params, episode)
-    assert frames.shape == (cfg.video_length, 64, 128, 3) and frames.dtype == np.uint8
+    assert frames.shape == (cfg.video_length, 18 + 128, 256, 3) and frames.dtype == np.uint8
 
 
 def test_model_loss_falls_clearly_on_point_reach():

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, convs, envs, planet, replay, resume, rssm
+from jaxplanet import checkpoint, console, convs, envs, planet, replay, resume, rssm, video
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
@@ -122,6 +124,7 @@ def train(
     key: jax.Array,
     steps: int,
     host_replay: bool = False,
+    on_update: Callable[[int], None] | None = None,
 ) -> tuple[planet.TrainState, dict[str, jax.Array]]:
     """``steps`` gradient updates on batches sampled from replay; metrics stacked [steps].
 
@@ -130,12 +133,24 @@ def train(
     not wait between steps. With ``host_replay`` the batch is sampled where the replay lives and
     the next batch is sent to the device while the current update runs (same keys, same
     batches as device replay).
+
+    At most two updates are in flight: after dispatching update ``i`` the host waits for update
+    ``i - 1`` and calls ``on_update(i)`` (progress display, Ctrl-C check), so an interrupt is
+    honoured within about one update rather than after all queued ones.
     """
-    metrics = []
+    metrics: list[dict[str, jax.Array]] = []
+
+    def dispatched(i: int, m: dict[str, jax.Array]) -> None:
+        metrics.append(m)
+        if i > 0:
+            jax.block_until_ready(metrics[i - 1])
+        if on_update is not None:
+            on_update(i)
+
     if not host_replay:
-        for k in jax.random.split(key, steps):
+        for i, k in enumerate(jax.random.split(key, steps)):
             train_state, m = fns.update(train_state, replay_state, k)
-            metrics.append(m)
+            dispatched(i, m)
     else:  # the keys the fused update splits inside: (batch key, loss key) per step
         keys = [jax.random.split(k) for k in jax.random.split(key, steps)]
         device = jax.tree.leaves(train_state.params)[0].sharding
@@ -150,7 +165,7 @@ def train(
                 if i + 1 < steps:  # the next batch is prepared while this update runs
                     pending = pool.submit(fetch, keys[i + 1][0])
                 train_state, m = fns.update_batch(train_state, batch, keys[i][1])
-                metrics.append(m)
+                dispatched(i, m)
     return train_state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
 
@@ -234,30 +249,184 @@ class Run:
                 obj.close()
 
 
-def train_and_evaluate(cfg: PlanetConfig, logdir: str | Path) -> dict[str, Any]:
-    """Runs or resumes a PlaNet experiment in ``logdir``; returns a summary of the last figures.
+def train_and_evaluate(
+    cfg: PlanetConfig, logdir: str | Path, preset: str = "", console_output: bool = True
+) -> dict[str, Any]:
+    """Runs or resumes a PlaNet experiment in ``logdir``; returns a summary of the run.
+
+    Args:
+      cfg: the experiment's config.
+      logdir: run directory (resumed when it holds a run of the same config).
+      preset: the preset's name, for the start banner only.
+      console_output: print the start banner (the progress bar follows ``cfg.progress``).
+
+    Returns:
+      ``episodes``, ``env_steps``, ``grad_steps``, ``wall_seconds`` (this session), the last
+      ``eval_return`` (with ``eval_episode``, ``eval_episodes``), ``random_return``, the last
+      ``train_return`` (one episode with exploration noise) and ``logdir``.
 
     Raises:
       checkpoint.ConfigMismatchError: ``logdir`` holds a run with a different config.
       planet.NonFiniteLossError: a loss or gradient became NaN/inf (names step and terms).
+      console.StopRequested: Ctrl-C; the run directory resumes from its last checkpoint.
     """
     cfg.validate()
     if cfg.debug_nans:
         jax.config.update("jax_debug_nans", True)
+    began = time.perf_counter()
     run = Run(cfg, logdir)
     try:
-        return _loop(cfg, run)
+        with console.StopOnInterrupt() as stop:
+            summary = _loop(cfg, run, stop, preset, console_output)
     finally:
         run.close()
+    summary["wall_seconds"] = time.perf_counter() - began
+    summary.update(_logged_returns(run.logdir))
+    summary["logdir"] = str(run.logdir)
+    return summary
+
+
+def _logged_returns(logdir: Path) -> dict[str, Any]:
+    """The last eval return, the random return and the last train return from metrics.jsonl."""
+    out: dict[str, Any] = {}
+    for row in logging_lib.read_metrics(logdir / logging_lib.METRICS_FILE):
+        if "eval_return" in row:
+            out.update(eval_return=row["eval_return"], eval_episodes=row.get("eval_episodes", 1))
+            out["eval_episode"] = out.get("episode", 0)
+        for k in ("random_return", "train_return", "episode"):
+            if k in row:
+                out[k] = row[k]
+    out.pop("episode", None)
+    return out
+
+
+def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int) -> str:
+    """The start-of-run block: what runs, on what, and where its outputs go."""
+    spec, host = run.spec, replay_device(cfg) is not None
+    warnings = []
+    if jax.default_backend() == "cpu" and cfg.model.deter >= 200 and cfg.episodes >= 500:
+        warnings.append(
+            "these are GPU/TPU-sized settings: on a CPU one training episode takes minutes "
+            "(about 15 min on 2 cores at the paper size) and the run takes days; "
+            "--preset=quick is sized for a CPU"
+        )
+    rows = [
+        ("preset", _preset_line(cfg, preset)),
+        (
+            "env",
+            f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
+            f"{spec.episode_length} env steps per episode",
+        ),
+        ("devices", console.devices_line()),
+        *(
+            [("rendering", f"MuJoCo, MUJOCO_GL={run.env.backend}")]
+            if hasattr(run.env, "backend")
+            else []
+        ),
+        (
+            "replay",
+            f"{capacity} steps, {nbytes / 2**20:.1f} MiB in "
+            f"{'host memory (batches prefetched to the device)' if host else 'device memory'}",
+        ),
+        (
+            "episodes",
+            f"{cfg.episodes} ({cfg.seed_episodes} random, then {cfg.train_steps} "
+            f"updates + 1 planned episode each; eval every {cfg.eval_every})",
+        ),
+        (
+            "output",
+            f"{run.logdir}/  metrics.jsonl, TensorBoard events, videos/, checkpoints/, episodes/",
+        ),
+    ]
+    return console.banner(f"PlaNet on {spec.name}", rows, warnings) + "\n" + describe(cfg)
+
+
+def _preset_line(cfg: PlanetConfig, preset: str) -> str:
+    from jaxplanet.agents import planet_config
+
+    if preset not in planet_config.PRESETS:
+        return "the run directory's saved config" if preset == "saved" else "custom config"
+    changed = config_summary(cfg, preset)
+    return preset + (f", changed: {changed}" if changed != f"{preset} settings" else "")
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The end-of-run table's rows (see `train_and_evaluate` for the keys)."""
+    logdir = Path(summary["logdir"])
+    rows = [
+        (
+            "episodes",
+            f"{summary['episodes']} ({summary['env_steps']} env steps, "
+            f"{summary['grad_steps']} gradient updates)",
+        ),
+        ("wall time", f"{console.format_duration(summary['wall_seconds'])} (this session)"),
+    ]
+    if "eval_return" in summary:
+        rows.append(
+            (
+                "eval return",
+                f"{summary['eval_return']:.2f}  mean of "
+                f"{summary['eval_episodes']} noise-free episode(s) after episode "
+                f"{summary['eval_episode']}",
+            )
+        )
+    if "random_return" in summary:
+        rows.append(
+            ("random return", f"{summary['random_return']:.2f}  mean of the random seed episodes")
+        )
+    if "train_return" in summary:
+        rows.append(
+            (
+                "last train return",
+                f"{summary['train_return']:.2f}  one episode with exploration noise",
+            )
+        )
+    rows += [
+        ("metrics", str(logdir / logging_lib.METRICS_FILE)),
+        ("TensorBoard", f"tensorboard --logdir {logdir}"),
+    ]
+    if (logdir / "videos").is_dir():
+        rows.append(
+            (
+                "videos",
+                f"{logdir / 'videos'}/  (real frames beside the model's open-loop predictions)",
+            )
+        )
+    plots = sorted(logdir.glob("*.png"))
+    if plots:
+        rows.append(("plot", str(plots[0])))
+    rows.append(("evaluate", f"python -m experiments.planet --logdir={logdir} --mode=eval"))
+    return rows
 
 
 def _run_state(train_state: Any, root: jax.Array, progress: resume.Progress) -> dict[str, Any]:
     return {"train": train_state, "key": root, "progress": progress.as_dict()}
 
 
-def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
+def _watched(
+    policy: episodes_lib.Policy,
+    stop: console.StopOnInterrupt,
+    bar: console.RunProgress,
+    name: str,
+    steps: int,
+) -> episodes_lib.Policy:
+    """``policy`` that shows ``name i/steps`` on the bar and honours Ctrl-C at every step."""
+    count = [0]
+
+    def watched(obs: np.ndarray, is_first: bool) -> np.ndarray:
+        stop.check()
+        count[0] += 1
+        bar.inner(name, count[0], steps)
+        return policy(obs, is_first)
+
+    return watched
+
+
+def _loop(
+    cfg: PlanetConfig, run: Run, stop: console.StopOnInterrupt, preset: str, verbose: bool
+) -> dict[str, Any]:
     spec, root = run.spec, root_key(cfg)
-    action_dim, repeat = spec.action_dim, spec.action_repeat
+    action_dim = spec.action_dim
     fns = make_functions(cfg, action_dim)
 
     # The checkpoint decides what the run has done; files beyond it are set aside (resume.py).
@@ -269,8 +438,6 @@ def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
         progress = resume.Progress.from_dict(restored[1]["progress"])
     resumed = resume.reconcile(run.logdir, progress, restored and restored[0])
     progress = resumed.progress
-    if restored is not None or resumed.set_aside is not None:
-        print(f"Resuming {run.logdir}: {resumed.message or 'nothing to redo'}.")
     run.logger = logging_lib.Logger(run.logdir)
 
     # Replay: the episodes the checkpoint covers are loaded once into a fresh buffer.
@@ -289,74 +456,115 @@ def _loop(cfg: PlanetConfig, run: Run) -> dict[str, Any]:
     if host is not None:
         replay_state = jax.device_put(replay_state, host)
     env_steps, evaluations = progress.env_steps, progress.evaluations
-    print(
-        f"Env {spec.name}: action_dim={action_dim} repeat={repeat} "
-        f"episode={spec.episode_length} env steps; replay capacity {capacity} steps "
-        f"({replay.nbytes(replay_state) / 2**20:.1f} MiB, "
-        f"{'host memory' if host is not None else 'device memory'})."
-    )
+    if verbose:
+        print(banner(cfg, run, preset, capacity, replay.nbytes(replay_state)), flush=True)
+        if restored is not None or resumed.set_aside is not None:
+            print(f"Resuming {run.logdir}: {resumed.message or 'nothing to redo'}.", flush=True)
 
     start = progress.episodes
-    bar = logging_lib.progress(cfg.episodes, "planet", unit="episode", disable=not cfg.progress)
-    bar.update(start)
+    bar = console.RunProgress(cfg.episodes, start, "planet", enabled=cfg.progress)
     summary: dict[str, Any] = {}
-    for index in range(start, cfg.episodes):
-        began = time.perf_counter()
-        row: dict[str, Any] = {"episode": index + 1}
-        if index < cfg.seed_episodes:
-            policy = episodes_lib.random_policy(action_dim, seed=cfg.seed * 1_000_003 + index)
-        else:
-            grad_step = int(train_state.step)
-            key = jax.random.fold_in(jax.random.fold_in(root, _TRAIN), index)
-            train_state, metrics = train(
-                fns, train_state, replay_state, key, cfg.train_steps, host is not None
+    first_train = max(start, cfg.seed_episodes)  # its first update compiles
+    try:
+        for index in range(start, cfg.episodes):
+            stop.check()
+            began = time.perf_counter()
+            row: dict[str, Any] = {"episode": index + 1}
+            if index < cfg.seed_episodes:
+                policy = episodes_lib.random_policy(action_dim, seed=cfg.seed * 1_000_003 + index)
+                name = "random"
+            else:
+                grad_step = int(train_state.step)
+                key = jax.random.fold_in(jax.random.fold_in(root, _TRAIN), index)
+                compiling = " (compiling the update)" if index == first_train else ""
+                bar.phase(f"train 0/{cfg.train_steps}{compiling}")
+
+                def on_update(i: int) -> None:
+                    stop.check()
+                    bar.inner("train", i + 1, cfg.train_steps)
+
+                train_state, metrics = train(
+                    fns,
+                    train_state,
+                    replay_state,
+                    key,
+                    cfg.train_steps,
+                    host is not None,
+                    on_update,
+                )
+                metrics = jax.device_get(metrics)
+                _check_train_metrics(metrics, grad_step)
+                row.update({f"train/{k}": v for k, v in _mean_metrics(metrics).items()})
+                key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), index)
+                policy = planner_policy(
+                    fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
+                )
+                name = "collect"
+                if index == first_train:
+                    bar.phase(f"collect 0/{spec.agent_steps} (compiling the planner)")
+            policy = _watched(policy, stop, bar, name, spec.agent_steps)
+            episode = episodes_lib.run_episode(run.env, policy, seed=cfg.seed * 1_000_003 + index)
+            arrays = episodes_lib.episode_arrays(episode)
+            replay.save_episode(run.episode_dir, arrays, index)
+            replay_state = fns.add_episode(replay_state, arrays)
+            returns.append(episode["return"])
+            env_steps += episode["length"] * spec.action_repeat
+            seconds = time.perf_counter() - began
+            row.update(
+                {
+                    "train_return": episode["return"],
+                    "grad_steps": int(train_state.step),
+                    "env_steps_per_second": episode["length"] * spec.action_repeat / seconds,
+                }
             )
-            metrics = jax.device_get(metrics)
-            _check_train_metrics(metrics, grad_step)
-            row.update({f"train/{k}": v for k, v in _mean_metrics(metrics).items()})
-            key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), index)
-            policy = planner_policy(
-                fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
+            if index + 1 == cfg.seed_episodes:
+                row["random_return"] = float(np.mean(returns[: cfg.seed_episodes]))
+                bar.set(random=row["random_return"])
+            run.logger.scalars(env_steps, row)
+            summary.update(row)
+            bar.set(
+                env_steps=str(env_steps),
+                updates=str(int(train_state.step)),
+                train_ret=episode["return"],
             )
-        episode = episodes_lib.run_episode(run.env, policy, seed=cfg.seed * 1_000_003 + index)
-        arrays = episodes_lib.episode_arrays(episode)
-        replay.save_episode(run.episode_dir, arrays, index)
-        replay_state = fns.add_episode(replay_state, arrays)
-        returns.append(episode["return"])
-        env_steps += episode["length"] * repeat
-        seconds = time.perf_counter() - began
-        row.update(
-            {
-                "train_return": episode["return"],
-                "grad_steps": int(train_state.step),
-                "env_steps_per_second": episode["length"] * repeat / seconds,
-            }
-        )
-        if index + 1 == cfg.seed_episodes:
-            row["random_return"] = float(np.mean(returns[: cfg.seed_episodes]))
-        run.logger.scalars(env_steps, row)
-        summary.update(row)
-        if index >= cfg.seed_episodes and cfg.eval_every and (index + 1) % cfg.eval_every == 0:
-            summary.update(evaluate(cfg, run, fns, train_state.params, env_steps, index))
-            evaluations += 1
-        if (index + 1) % cfg.checkpoint_every == 0 or index + 1 == cfg.episodes:
-            done = resume.Progress(
-                index + 1, env_steps, int(train_state.step), evaluations, run.logger.rows
-            )
-            run.ckpt.save(index + 1, _run_state(train_state, root, done), config_lib.to_dict(cfg))
-        bar.update(1)
-        logging_lib.set_postfix(
-            bar, {"return": episode["return"], "loss": row.get("train/loss", float("nan"))}
-        )
+            if index >= cfg.seed_episodes and cfg.eval_every and (index + 1) % cfg.eval_every == 0:
+                bar.phase("eval")
+                evaluated = evaluate(
+                    cfg,
+                    run,
+                    fns,
+                    train_state.params,
+                    env_steps,
+                    index,
+                    lambda p: _watched(p, stop, bar, "eval", spec.agent_steps),
+                )
+                summary.update(evaluated)
+                bar.set(eval=evaluated["eval_return"])
+                evaluations += 1
+            if (index + 1) % cfg.checkpoint_every == 0 or index + 1 == cfg.episodes:
+                bar.phase("checkpoint")
+                done = resume.Progress(
+                    index + 1, env_steps, int(train_state.step), evaluations, run.logger.rows
+                )
+                run.ckpt.save(
+                    index + 1, _run_state(train_state, root, done), config_lib.to_dict(cfg)
+                )
+            bar.episode_done(time.perf_counter() - began, representative=index > first_train)
+    except BaseException:
+        bar.close(interrupted=True)
+        raise
+    bar.phase("done")
     bar.close()
-    summary.update(
-        {"episodes": cfg.episodes, "env_steps": env_steps, "grad_steps": int(train_state.step)}
-    )
-    return summary
+    return {"episodes": cfg.episodes, "env_steps": env_steps, "grad_steps": int(train_state.step)}
 
 
 def evaluate_episodes(
-    cfg: PlanetConfig, fns: Functions, params: Any, env: envs.HostEnv, index: int
+    cfg: PlanetConfig,
+    fns: Functions,
+    params: Any,
+    env: envs.HostEnv,
+    index: int,
+    wrap: Callable[[episodes_lib.Policy], episodes_lib.Policy] | None = None,
 ) -> list[dict[str, Any]]:
     """The evaluation after episode ``index`` (0-based): ``cfg.eval_episodes`` noise-free episodes.
 
@@ -369,15 +577,25 @@ def evaluate_episodes(
     for i in range(cfg.eval_episodes):
         key = jax.random.fold_in(root, index * 1000 + i)
         policy = planner_policy(fns, params, cfg, env.spec.action_dim, key, 0.0)
+        policy = wrap(policy) if wrap is not None else policy
         out.append(episodes_lib.run_episode(env, policy, seed=10_000_019 * (index + 1) + i))
     return out
 
 
 def evaluate(
-    cfg: PlanetConfig, run: Run, fns: Functions, params: Any, env_steps: int, index: int
+    cfg: PlanetConfig,
+    run: Run,
+    fns: Functions,
+    params: Any,
+    env_steps: int,
+    index: int,
+    wrap: Callable[[episodes_lib.Policy], episodes_lib.Policy] | None = None,
 ) -> dict[str, Any]:
-    """Noise-free evaluation in training; logs ``eval_return`` and writes an open-loop video."""
-    episodes = evaluate_episodes(cfg, fns, params, run.eval_env, index)
+    """Noise-free evaluation in training; logs ``eval_return`` and writes an open-loop video.
+
+    ``wrap`` decorates each episode's policy (progress display, Ctrl-C checks).
+    """
+    episodes = evaluate_episodes(cfg, fns, params, run.eval_env, index, wrap)
     returns = [e["return"] for e in episodes]
     row = {"eval_return": float(np.mean(returns)), "eval_episodes": len(returns)}
     run.logger.scalars(env_steps, row)
@@ -390,16 +608,24 @@ def evaluate(
 def open_loop_video(
     cfg: PlanetConfig, fns: Functions, params: Any, episode: dict[str, Any]
 ) -> np.ndarray:
-    """uint8 [T, 64, 128, 3]: real frames (left) beside the model's frames (right).
+    """uint8 [T, 18 + 128, 256, 3]: real frames (left) beside the model's frames (right).
 
     The model sees the first ``video_context`` frames, then predicts open loop from the
-    recorded actions.
+    recorded actions. Frames are upscaled 2x under captions ("real", "model: observed" /
+    "model: open loop"); the model panel has a green border while it observes and a red one
+    once it predicts open loop.
     """
     length = min(cfg.video_length, len(episode["obs"]))
     length = max(length, cfg.video_context + 1)
     batch = {k: jnp.asarray(episode[k][None, :length]) for k in ("obs", "action", "is_first")}
     predicted = np.asarray(fns.open_loop(params, batch, None))[0]
-    return np.concatenate([episode["obs"][: len(predicted)], predicted], axis=2)
+    steps, context = len(predicted), min(cfg.video_context, len(predicted))
+    model_titles = ["model: observed"] * context + ["model: open loop"] * (steps - context)
+    return video.side_by_side(
+        [episode["obs"][:steps], predicted],
+        [["real"] * steps, model_titles],
+        [None, [video.GREEN] * context + [video.RED] * (steps - context)],
+    )
 
 
 def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
@@ -455,11 +681,16 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     }
 
 
-def config_summary(cfg: PlanetConfig) -> str:
-    """Fields that differ from the paper preset, comma-separated (for start-up messages)."""
-    default = config_lib.flatten(config_lib.to_dict(PlanetConfig()))
+def config_summary(cfg: PlanetConfig, preset: str = "paper") -> str:
+    """Fields that differ from ``preset`` (paper by default), comma-separated."""
+    from jaxplanet.agents import planet_config
+
+    base = planet_config.preset(preset) if preset in planet_config.PRESETS else PlanetConfig()
+    base = dataclasses.replace(base, env=cfg.env, seed=cfg.seed)
+    default = config_lib.flatten(config_lib.to_dict(base))
     current = config_lib.flatten(config_lib.to_dict(cfg))
-    return ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v) or "defaults"
+    changed = ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v)
+    return changed or f"{preset} settings" if preset else changed or "defaults"
 
 
 def describe(cfg: PlanetConfig) -> str:

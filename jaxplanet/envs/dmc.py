@@ -16,10 +16,11 @@ re-creates that RNG. Frames can differ in the last bits between GL drivers/backe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,17 @@ from jaxplanet.envs.base import (
     clip_action,
     rescale_action,
 )
+
+__all__ = [
+    "ACTION_REPEAT",
+    "DmcEnv",
+    "TASKS",
+    "choose_backend",
+    "default_options",
+    "gl_backend",
+    "make",
+    "split_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +102,31 @@ _FIX = (
 _backend: str | None = None
 
 
+@contextlib.contextmanager
+def _absl_quiet() -> Iterator[None]:
+    """Silences absl's WARNING-level model-compiler notes while a suite task loads."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class RenderingError(RuntimeError):
+    """No MuJoCo GL backend can render here; the message names the fix."""
+
+
 def _probe_current() -> None:
     """Imports dm_control's renderer for the current MUJOCO_GL and opens a small GL context."""
-    from dm_control import _render
+    from dm_control import mujoco as dm_mujoco
 
-    context = _render.Renderer(max_width=64, max_height=64)
-    context.free()
+    # A real frame: some backends (glfw without a display) open a "context" that only fails
+    # when MuJoCo first renders into it.
+    physics = dm_mujoco.Physics.from_xml_string("<mujoco><worldbody/></mujoco>")
+    physics.render(height=8, width=8)
+    physics.free()
 
 
 def _purge_gl_modules() -> None:
@@ -111,7 +142,7 @@ def choose_backend(
     probe: Callable[[str], None],
     can_switch: bool = True,
 ) -> str:
-    """Returns the first backend of (requested, "osmesa") whose `probe` succeeds.
+    """Returns the first backend of (requested, "osmesa" if requested is "egl") that `probe`s.
 
     Args:
       requested: the backend asked for (MUJOCO_GL).
@@ -119,10 +150,10 @@ def choose_backend(
       can_switch: False when dm_control is already imported (its backend is then fixed).
 
     Raises:
-      RuntimeError: no backend works; the message names the fix.
+      RenderingError: no backend works; the message names the fix.
     """
     candidates = [requested]
-    if can_switch and requested != "osmesa":
+    if can_switch and requested == "egl":  # glfw cannot be left once loaded (MuJoCo aborts)
         candidates.append("osmesa")
     errors = []
     for backend in candidates:
@@ -133,7 +164,7 @@ def choose_backend(
             log.warning("MuJoCo GL backend %r failed: %s", backend, e)
             continue
         return backend
-    raise RuntimeError("No MuJoCo rendering backend works (" + "; ".join(errors) + "). " + _FIX)
+    raise RenderingError("No MuJoCo rendering backend works (" + "; ".join(errors) + "). " + _FIX)
 
 
 def gl_backend() -> str:
@@ -146,6 +177,8 @@ def gl_backend() -> str:
     if _backend is not None:
         return _backend
     requested = os.environ.setdefault("MUJOCO_GL", "egl")
+    if requested == "glfw" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise RenderingError(f"MUJOCO_GL=glfw needs a display, and DISPLAY is not set. {_FIX}")
     already = "dm_control._render" in sys.modules
 
     def probe(backend: str) -> None:
@@ -205,9 +238,10 @@ class DmcEnv:
 
         self._seed = int(seed)
         # Our own step counter decides truncation; dm_control's time limit is switched off.
-        self._env = suite.load(
-            domain, task, task_kwargs={"random": self._seed, "time_limit": float("inf")}
-        )
+        with _absl_quiet():  # e.g. cheetah's model uses MuJoCo's deprecated 'settotalmass'
+            self._env = suite.load(
+                domain, task, task_kwargs={"random": self._seed, "time_limit": float("inf")}
+            )
         spec = self._env.action_spec()
         self._low = np.broadcast_to(spec.minimum, spec.shape).astype(np.float64)
         self._high = np.broadcast_to(spec.maximum, spec.shape).astype(np.float64)

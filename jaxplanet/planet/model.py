@@ -18,6 +18,17 @@ import jax.numpy as jnp
 from jaxplanet import rssm
 from jaxplanet.networks import MLP, ConvDecoder, ConvEncoder, postprocess, preprocess
 
+__all__ = [
+    "ModelConfig",
+    "WorldModel",
+    "decode",
+    "encode",
+    "init",
+    "open_loop_predictions",
+    "posterior_step",
+    "reward",
+]
+
 f32 = jnp.float32
 
 
@@ -52,8 +63,12 @@ class ModelConfig:
     lr_warmup: int = _field(10_000, "updates over which the learning rate ramps up from 0")
     adam_eps: float = _field(1e-4, "Adam epsilon")
     grad_clip: float = _field(1000.0, "global gradient-norm clip")
-    dtype: str = _field("float32", "compute dtype (params stay float32)")
-    conv_impl: str = _field("auto", "conv implementation: auto | xla | fast (networks.py)")
+    dtype: Literal["float32", "bfloat16", "float16"] = _field(
+        "float32", "compute dtype (params stay float32)"
+    )
+    conv_impl: Literal["auto", "xla", "fast"] = _field(
+        "auto", "conv implementation (auto: fast on CPU, XLA elsewhere; see convs.py)"
+    )
 
     def __post_init__(self) -> None:
         if self.variant not in rssm.VARIANTS:

@@ -1,0 +1,77 @@
+"""Terminal output pieces: durations, banner, progress lines, Ctrl-C handling."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jaxplanet import console
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(5, "5 s"), (125, "2 min 5 s"), (3 * 3600 + 1200, "3 h 20 min"), (3 * 86400, "3 d 0 h")],
+)
+def test_format_duration(seconds, text):
+    assert console.format_duration(seconds) == text
+
+
+def test_banner_aligns_rows_and_lists_warnings():
+    text = console.banner("Run", [("env", "x"), ("devices", "cpu")], ["slow"])
+    assert text.splitlines() == ["Run", "  env      x", "  devices  cpu", "  warning: slow"]
+
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    bar = console.RunProgress(total=3, start=1, desc="planet")  # captured: not a tty
+    assert not bar.live and bar.lines
+    bar.phase("train 1/2")
+    bar.set(env_steps="40", ret=1.23456)
+    bar.episode_done(2.0, representative=False)
+    assert "eta" not in bar.fields  # no representative episode yet: no made-up ETA
+    bar.episode_done(10.0, representative=True)
+    bar.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("planet 2/3 ep") and "env_steps=40 ret=1.235" in lines[0]
+    assert lines[1].startswith("planet 3/3 ep")
+
+
+def test_eta_comes_from_representative_episodes_only():
+    bar = console.RunProgress(total=10, desc="x", enabled=False)
+    bar.episode_done(0.1, representative=False)  # a fast random episode
+    bar.episode_done(60.0, representative=True)
+    assert bar.fields["eta"] == console.format_duration(8 * 60.0)
+
+
+def test_stop_on_interrupt_turns_sigint_into_a_request():
+    with console.StopOnInterrupt(grace=30) as stop:
+        stop.check()
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(200):
+            if stop.requested.wait(0.01):
+                break
+        with pytest.raises(console.StopRequested):
+            stop.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_stuck_main_thread_is_stopped_after_the_grace_period():
+    """A main thread inside a long call that never reaches a safe point exits with 130."""
+    code = textwrap.dedent(
+        """
+        import os, signal, threading, time
+        from jaxplanet import console
+        with console.StopOnInterrupt(grace=1.0):
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            time.sleep(20)  # stands in for an XLA compile: no safe point
+        print("not reached")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == console.INTERRUPT_EXIT
+    assert "not reached" not in result.stdout
+    assert "no safe point within 1 s" in result.stderr
