@@ -14,6 +14,18 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+__all__ = [
+    "ConfigError",
+    "diff",
+    "flat_fields",
+    "flatten",
+    "from_dict",
+    "override",
+    "parse_value",
+    "replace",
+    "to_dict",
+]
+
 C = TypeVar("C")
 
 

@@ -45,6 +45,18 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+__all__ = [
+    "Conv",
+    "ConvImpl",
+    "ConvTranspose",
+    "IMPLS",
+    "conv",
+    "conv_impl",
+    "conv_transpose",
+    "cpu_compiler_options",
+    "resolve_impl",
+]
+
 Array = jax.Array
 _DN = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("xla", "fast", "auto")

@@ -20,6 +20,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+__all__ = [
+    "Logger",
+    "METRICS_FILE",
+    "format_metrics",
+    "progress",
+    "read_metrics",
+    "set_postfix",
+]
+
 METRICS_FILE = "metrics.jsonl"
 _HAS_MOVIEPY = importlib.util.find_spec("moviepy") is not None
 

@@ -36,6 +36,20 @@ import jax.numpy as jnp
 
 from jaxplanet import convs
 
+__all__ = [
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLP",
+    "conv",
+    "conv_impls",
+    "conv_transpose",
+    "diag_normal",
+    "postprocess",
+    "preprocess",
+    "register_conv_impl",
+    "resolve_conv_impl",
+]
+
 _CONV_IMPLS: dict[str, tuple[Callable[..., nn.Module], Callable[..., nn.Module]]] = {
     "xla": (nn.Conv, nn.ConvTranspose),
     "fast": (

@@ -37,6 +37,25 @@ import numpy as np
 from flax import struct
 from jax import lax
 
+__all__ = [
+    "KEYS",
+    "ReplayState",
+    "add",
+    "add_episode",
+    "bytes_per_step",
+    "can_sample",
+    "capacity_from_bytes",
+    "episode_files",
+    "episodes_to_state",
+    "init",
+    "iter_episodes",
+    "load_episode_file",
+    "load_episodes",
+    "nbytes",
+    "sample",
+    "save_episode",
+]
+
 KEYS = ("obs", "action", "reward", "is_first")
 _EPISODE_RE = re.compile(r"^(\d{6,})-(\d+)\.npz$")
 

@@ -48,6 +48,26 @@ import jax.numpy as jnp
 
 from jaxplanet.networks import diag_normal
 
+__all__ = [
+    "RSSMCell",
+    "State",
+    "VARIANTS",
+    "cell_variables",
+    "deter_size",
+    "entropy",
+    "feature_size",
+    "features",
+    "gru_gates",
+    "imagine",
+    "img_step",
+    "init",
+    "initial_state",
+    "kl",
+    "make_cell",
+    "obs_step",
+    "observe",
+]
+
 VARIANTS = ("rssm", "ssm", "rnn")
 f32 = jnp.float32
 

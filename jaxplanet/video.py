@@ -26,9 +26,6 @@ RED = (220, 50, 40)
 @functools.lru_cache(maxsize=64)
 def caption(text: str, width: int, height: int = CAPTION_HEIGHT) -> np.ndarray:
     """uint8 [height, width, 3]: ``text`` in white on black, centred."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

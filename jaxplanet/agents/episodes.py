@@ -14,6 +14,13 @@ import numpy as np
 
 from jaxplanet.envs.base import HostEnv
 
+__all__ = [
+    "Policy",
+    "episode_arrays",
+    "random_policy",
+    "run_episode",
+]
+
 # policy(obs uint8[H,W,3], is_first) -> action float32[A] in [-1, 1]
 Policy = Callable[[np.ndarray, bool], np.ndarray]
 

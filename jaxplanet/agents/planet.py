@@ -33,7 +33,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, console, convs, envs, planet, replay, resume, rssm, video
+from jaxplanet import (
+    checkpoint,
+    console,
+    convs,
+    envs,
+    planet,
+    plot,
+    replay,
+    resume,
+    rssm,
+    video,
+)
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
@@ -280,6 +291,7 @@ def train_and_evaluate(
             summary = _loop(cfg, run, stop, preset, console_output)
     finally:
         run.close()
+    plot.try_write_learning_curves(run.logdir)
     summary["wall_seconds"] = time.perf_counter() - began
     summary.update(_logged_returns(run.logdir))
     summary["logdir"] = str(run.logdir)
@@ -599,6 +611,7 @@ def evaluate(
     returns = [e["return"] for e in episodes]
     row = {"eval_return": float(np.mean(returns)), "eval_episodes": len(returns)}
     run.logger.scalars(env_steps, row)
+    plot.try_write_learning_curves(run.logdir)
     if cfg.video and episodes:
         frames = open_loop_video(cfg, fns, params, episodes[0])
         run.logger.video(env_steps, "eval_open_loop", frames)

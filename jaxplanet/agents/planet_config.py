@@ -13,6 +13,17 @@ from jaxplanet import config as config_lib
 from jaxplanet.planet import ModelConfig
 from jaxplanet.planners.cem import CEMConfig
 
+__all__ = [
+    "PRESETS",
+    "RESUMABLE_FIELDS",
+    "PlannerConfig",
+    "PlanetConfig",
+    "paper",
+    "preset",
+    "quick",
+    "tiny",
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig(CEMConfig):

@@ -46,6 +46,7 @@ __all__ = [
     "make",
     "make_jax",
     "names",
+    "point_reach",
 ]
 
 GYM_PREFIX = "gym:"

@@ -24,6 +24,18 @@ import flax.struct
 import jax
 import numpy as np
 
+__all__ = [
+    "EnvSpec",
+    "HostEnv",
+    "JaxEnv",
+    "JaxHostAdapter",
+    "UnknownEnvError",
+    "check_episode",
+    "check_options",
+    "clip_action",
+    "rescale_action",
+]
+
 
 class UnknownEnvError(ValueError):
     """Raised by `make`/`make_jax` for a name that is not registered."""

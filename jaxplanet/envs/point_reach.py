@@ -34,6 +34,17 @@ import jax.numpy as jnp
 
 from jaxplanet.envs.base import EnvSpec, JaxEnv, check_episode
 
+__all__ = [
+    "DEFAULTS",
+    "PointReachState",
+    "TARGET_SPOTS",
+    "make",
+    "oracle_action",
+    "physics_step",
+    "render",
+    "reward_fn",
+]
+
 DT = 0.1
 DAMPING = 0.8
 GAIN = 0.2

@@ -43,6 +43,11 @@ from jaxplanet import rssm
 from jaxplanet.networks import preprocess
 from jaxplanet.planet.model import ModelConfig, WorldModel, _apply, reward
 
+__all__ = [
+    "kl_loss",
+    "loss",
+]
+
 f32 = jnp.float32
 
 

@@ -15,6 +15,11 @@ import jax
 from jaxplanet import rssm
 from jaxplanet.planet.model import ModelConfig, reward
 
+__all__ = [
+    "latent_step",
+    "plan_start",
+]
+
 
 def latent_step(
     params: dict, cfg: ModelConfig, sample: bool = True

@@ -18,6 +18,17 @@ import optax
 from jaxplanet.planet.losses import loss
 from jaxplanet.planet.model import ModelConfig, init
 
+__all__ = [
+    "MAX_CONSECUTIVE_NON_FINITE",
+    "NonFiniteLossError",
+    "TrainState",
+    "check_finite",
+    "init_train_state",
+    "learning_rate",
+    "make_optimizer",
+    "train_step",
+]
+
 
 @flax.struct.dataclass
 class TrainState:
