@@ -1,44 +1,12 @@
-"""Draw learning curves of runs to a PNG (returns and every loss term over env steps).
+"""``python -m experiments.plot``: the learning-curve plots command line from a checkout.
 
-    python -m experiments.plot --logdir runs/quick
-    python -m experiments.plot --logdir runs/s0 runs/s1 runs/s2 --out curves.png   # mean ± std
-
-A ``--logdir`` may also be a folder whose sub-directories are runs (seeds).
+The code lives in `jaxplanet.cli.plot` (installed as ``jaxplanet-plot``); see ``--help``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from collections.abc import Sequence
 
-from experiments import cli
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, write the PNG and print its path; 2 with a one-line error on bad input."""
-    parser = cli.Parser(
-        prog="python -m experiments.plot",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--logdir", nargs="+", required=True, help="run directories (several: mean ± std)"
-    )
-    parser.add_argument(
-        "--out", default=None, help="PNG path (default: learning_curves.png in the run directory)"
-    )
-    args = parser.parse_args(argv)
-    from jaxplanet import plot
-
-    try:
-        path = plot.write_learning_curves(args.logdir, args.out)
-    except (FileNotFoundError, ValueError, IsADirectoryError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
+from jaxplanet.cli.plot import *  # noqa: F403 — the same names, for existing imports
+from jaxplanet.cli.plot import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m experiments.plot"))

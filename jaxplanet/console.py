@@ -150,7 +150,8 @@ class RunProgress:
         self._show(True)
         if self.lines:
             elapsed = format_duration(time.monotonic() - self._began)
-            print(f"{self.desc} {self.done}/{self.total} ep  {elapsed}  {self.text()}", flush=True)
+            fields = " ".join(f"{k}={v}" for k, v in self.fields.items() if k != "phase")
+            print(f"{self.desc} {self.done}/{self.total} ep  {elapsed}  {fields}", flush=True)
 
     def text(self) -> str:
         """The status text: ``[phase] key=value ...``."""
@@ -222,7 +223,7 @@ class StopOnInterrupt:
                     self.requested.set()
                     sys.stderr.write(
                         "\nCtrl-C: stopping at the next safe point "
-                        f"(press again to quit at once). {self.message}\n"
+                        f"(press again to quit at once). {self.message}".rstrip() + "\n"
                     )
                     sys.stderr.flush()
                     threading.Thread(target=self._deadline, daemon=True).start()
@@ -231,7 +232,7 @@ class StopOnInterrupt:
 
     def _deadline(self) -> None:
         if not self._finished.wait(self.grace):
-            self._hard_exit(f"no safe point within {self.grace:g} s (inside a long XLA call)")
+            self._hard_exit(f"no safe point within {self.grace:g} s: inside a long XLA call")
 
     def _hard_exit(self, why: str) -> None:
         if self._finished.is_set():

@@ -35,6 +35,7 @@ def test_progress_lines_when_not_a_terminal(capsys):
     bar.close()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("planet 2/3 ep") and "env_steps=40 ret=1.235" in lines[0]
+    assert "train 1/2" not in lines[0]  # the phase is for the live bar only
     assert lines[1].startswith("planet 3/3 ep")
 
 

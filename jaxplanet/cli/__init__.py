@@ -1,0 +1,120 @@
+"""Command-line entry points, installed as console scripts.
+
+    jaxplanet planet --env=point_reach --preset=quick      # or: jaxplanet-planet ...
+    jaxplanet world-models --env=point_reach --preset=quick
+    jaxplanet solar --env=nav2d --preset=quick
+    jaxplanet plot --logdir runs/quick
+
+From a checkout, ``python -m experiments.<system>`` runs the same code. This module also holds
+the flag parsing they share: config fields as flags, short errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+
+def field_flags(
+    parser: argparse.ArgumentParser,
+    defaults: Any,
+    sections: dict[str, tuple[str, ...]] | None = None,
+    presets: dict[str, Any] | None = None,
+) -> list[str]:
+    """Adds ``--<field>`` for every leaf field of the config ``defaults`` (except env, seed).
+
+    Args:
+      parser: the parser to extend.
+      defaults: the config whose values are shown as defaults (the paper preset).
+      sections: help section title -> top-level field names; dotted fields (``model.x``) get a
+        section per prefix; fields named nowhere go under "run".
+      presets: other named configs; where one's value differs, the help shows it too.
+
+    Returns the dotted field names; each flag's value lands in ``args.field:<name>`` (None when
+    not given). Choice fields show their allowed values.
+    """
+    from jaxplanet import config as config_lib
+
+    others = {n: config_lib.flat_fields(c) for n, c in (presets or {}).items()}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    where = {f: title for title, fields in (sections or {}).items() for f in fields}
+
+    def group_of(name: str) -> argparse._ArgumentGroup:
+        title = where.get(name) or (
+            f"{name.split('.')[0]} (--{name.split('.')[0]}.*)" if "." in name else "run"
+        )
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        return groups[title]
+
+    for title in sections or {}:
+        groups[title] = parser.add_argument_group(title)
+    names = []
+    for name, (kind, default, text) in config_lib.flat_fields(defaults).items():
+        if name in ("env", "seed"):
+            continue
+        kind_name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
+        metavar = kind_name.upper() if kind_name in ("int", "float", "str", "bool") else "VALUE"
+        if typing.get_origin(kind) is typing.Literal:
+            metavar = "{" + ",".join(map(str, typing.get_args(kind))) + "}"
+        shown = f"default: {_show(default)}"
+        differ = [f"{p} {_show(o[name][1])}" for p, o in others.items() if o[name][1] != default]
+        if differ:
+            shown += "; " + ", ".join(differ)
+        group_of(name).add_argument(
+            f"--{name}", dest=f"field:{name}", metavar=metavar, help=f"{text} ({shown})"
+        )
+        names.append(name)
+    return names
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and (abs(value) >= 1e5 or 0 < abs(value) < 1e-3):
+        return f"{value:.3g}"
+    return str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """Short errors: the bad flag, why, and the closest valid flags (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        hint = ""
+        match = re.search(r"unrecognized arguments: (\S+)", message)
+        if match:
+            flag = match.group(1).split("=")[0]
+            valid = [o for a in self._actions for o in a.option_strings]
+            close = difflib.get_close_matches(flag, valid, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        self.exit(2, f"error: {message}.{hint} See --help.\n")
+
+
+SYSTEMS = {
+    "planet": "jaxplanet.cli.planet",
+    "world-models": "jaxplanet.cli.world_models",
+    "solar": "jaxplanet.cli.solar",
+    "plot": "jaxplanet.cli.plot",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``jaxplanet <system> [flags]``: runs that system's entry point with the flags."""
+    import importlib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SYSTEMS:
+        known = ", ".join(SYSTEMS)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}; valid commands: {known}", file=sys.stderr)
+            return 2
+        print(f"usage: jaxplanet {{{','.join(SYSTEMS)}}} [flags]   (jaxplanet <command> --help)")
+        return 0 if argv else 2
+    module = importlib.import_module(SYSTEMS[argv[0]])
+    return module.main(argv[1:], prog=f"jaxplanet {argv[0]}")
+
+
+__all__ = ["Parser", "SYSTEMS", "field_flags", "main"]

@@ -1,0 +1,196 @@
+"""Train or evaluate PlaNet from the command line (``jaxplanet-planet``, or
+``python -m experiments.planet`` from a checkout).
+
+    jaxplanet-planet --env=walker_walk                     # paper settings
+    jaxplanet-planet --env=point_reach --preset=quick --logdir=runs/pr
+    jaxplanet-planet --logdir=runs/pr --mode=eval --eval_episodes=5
+    jaxplanet-planet --env=cartpole_swingup --model.deter=100 --planner.candidates=500
+
+Every config field is a flag (``--help`` lists them with the paper defaults). A ``--logdir``
+that already holds a run is resumed; a different config there is refused with the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from jaxplanet import cli
+
+__all__ = ["EXAMPLES", "SECTIONS", "check_logdir", "main", "parse_args"]
+
+# Headless rendering for dm_control unless the user chose a backend.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+EXAMPLES = """examples:
+  jaxplanet-planet --env=point_reach --preset=quick          # ~10-25 min on 2 CPU cores
+  jaxplanet-planet --env=walker_walk                         # paper settings (GPU/TPU)
+  jaxplanet-planet --logdir=runs/quick --episodes=80         # extend a finished run
+  jaxplanet-planet --logdir=runs/quick --mode=eval --eval_episodes=5
+  jaxplanet-planet --env=cheetah_run --model.free_nats=2 --planner.horizon=15
+
+Defaults are the paper preset's; where the quick or tiny preset differs, its value follows.
+A --logdir that holds a run resumes it (Ctrl-C stops cleanly; only --episodes, --eval_every,
+--eval_episodes, --video, --progress, --debug_nans and --keep_checkpoints may change)."""
+
+SECTIONS = {
+    "collection and training": (
+        "action_repeat",
+        "episode_length",
+        "episodes",
+        "seed_episodes",
+        "train_steps",
+        "batch_size",
+        "seq_length",
+        "exploration_noise",
+    ),
+    "evaluation and output": (
+        "eval_every",
+        "eval_episodes",
+        "video",
+        "video_context",
+        "video_length",
+        "progress",
+    ),
+    "replay, checkpoints and runtime": (
+        "replay_bytes",
+        "replay_device",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "debug_nans",
+        "prng_impl",
+    ),
+}
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet"
+) -> tuple[argparse.Namespace, dict[str, str]]:
+    """Parse flags; returns the namespace and the config-field overrides as strings."""
+    from jaxplanet.agents import planet_config
+
+    parser = cli.Parser(
+        prog=prog,
+        usage="%(prog)s [--env ENV] [--preset {paper,quick,tiny}] [--logdir DIR] "
+        "[--mode {train,eval}] [--seed N] [--<field>=VALUE ...]",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--env", default=None, help="task name; see --list_envs (default: walker_walk)"
+    )
+    parser.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(planet_config.PRESETS),
+        help="named config (default: paper; when --logdir holds a run, its saved config)",
+    )
+    parser.add_argument(
+        "--logdir", default=None, help="run directory (default: runs/<env>-<preset>-s<seed>)"
+    )
+    parser.add_argument("--seed", default=None, help="random seed (default: 0)")
+    parser.add_argument(
+        "--mode", default="train", choices=("train", "eval"), help="what to run (default: train)"
+    )
+    parser.add_argument(
+        "--list_envs", action="store_true", help="print the valid task names and exit"
+    )
+    names = cli.field_flags(
+        parser,
+        planet_config.paper(),
+        SECTIONS,
+        {"quick": planet_config.quick(), "tiny": planet_config.tiny()},
+    )
+    args = parser.parse_args(argv)
+    overrides = {
+        n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
+    }
+    for name in ("env", "seed"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    return args, overrides
+
+
+def check_logdir(logdir: str) -> None:
+    """Refuse a --logdir that is a file or lies under a file, naming it."""
+    from jaxplanet import config as config_lib
+
+    path = os.path.abspath(logdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise config_lib.ConfigError(f"--logdir: {logdir} is a file, not a run directory")
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise config_lib.ConfigError(f"--logdir: {parent} is a file, so {logdir} cannot be made")
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> int:
+    """Runs the command line; returns the exit status (0 ok, 2 bad input, 3 NaN, 130 Ctrl-C)."""
+    args, overrides = parse_args(argv, prog)
+    from jaxplanet import checkpoint, console, envs
+    from jaxplanet import config as config_lib
+    from jaxplanet.agents import planet, planet_config
+    from jaxplanet.checkpoint import ConfigMismatchError
+    from jaxplanet.envs.dmc import RenderingError
+    from jaxplanet.planet import NonFiniteLossError
+
+    if args.list_envs:
+        print("\n".join(envs.names()))
+        return 0
+    try:
+        if args.mode == "eval":
+            if not args.logdir:
+                raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
+            summary = planet.evaluate_run(args.logdir, overrides)
+        else:
+            if args.logdir:
+                check_logdir(args.logdir)
+            saved = checkpoint.read_config(args.logdir) if args.logdir else None
+            if saved is not None and args.preset is None:  # resume: start from the saved run
+                base = config_lib.from_dict(planet_config.PlanetConfig, saved)
+                args.preset = "saved"
+            else:
+                args.preset = args.preset or "paper"
+                base = planet_config.preset(args.preset)
+            cfg = config_lib.override(base, overrides)
+            logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{args.preset}-s{cfg.seed}")
+            summary = planet.train_and_evaluate(cfg, logdir, preset=args.preset)
+    except (
+        config_lib.ConfigError,
+        envs.UnknownEnvError,
+        ConfigMismatchError,
+        RenderingError,
+    ) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        return 3
+    except (KeyboardInterrupt, console.StopRequested):
+        print(
+            "interrupted: the run resumes from its last checkpoint with the same --logdir.",
+            file=sys.stderr,
+        )
+        return console.INTERRUPT_EXIT
+    if args.mode == "eval":
+        print(
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+            )
+        )
+    else:
+        print(
+            console.summary_table(
+                f"PlaNet run finished: {summary['logdir']}", planet.summary_rows(summary)
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
