@@ -26,6 +26,8 @@ import jax.numpy as jnp
 from benchmarks import common
 from jaxplanet import controllers, dream, mdn_rnn, vae
 
+__all__ = ["build", "main", "run", "step_flops"]
+
 SUMMARY_KEYS = (
     "seconds_median",
     "dream_steps_per_second",

@@ -10,6 +10,14 @@ same process right before each timed call, and writes JSON plus a PNG plot.
     python -m benchmarks.scaling --json out/scaling.json           # also writes out/scaling.png
     python -m benchmarks.scaling --envs 1,4 --candidates 100 --json /tmp/s.json
     python -m benchmarks.scaling --group 4 --json out/scaling_g4.json  # lax.map over 4-env groups
+
+Two more modes measure collection and sharding at the quick preset's size (point_reach; CEM
+200 candidates x horizon 10 x 5 iterations, RSSM 64/16), each with the fp32 matmul peak:
+
+    python -m benchmarks.scaling --mode collect --envs 1,8   # env steps/s: host loop with one
+        # batched planner call per step for N envs, and the whole collection as one lax.scan
+    python -m benchmarks.scaling --mode shard --devices 2 --beliefs 64   # 64 beliefs planned on
+        # 1 device vs split over 2 (on CPU, forced host devices are set up when JAX starts)
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks import common, planning
 
+ENVS_DEFAULT = "1,4,16,64"
 SUMMARY_KEYS = ("envs", "seconds_median", "transitions_per_second", "fraction_of_peak")
 
 
@@ -80,9 +91,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI entry point; returns the JSON record (also written to --json, plot to --plot)."""
     parser = common.make_parser(__doc__.splitlines()[0])
     planning.add_model_args(parser)
-    parser.add_argument("--envs", default="1,4,16,64", help="comma-separated env counts")
+    parser.add_argument(
+        "--envs", default=ENVS_DEFAULT, help="comma-separated env counts (collect: 1,8)"
+    )
     parser.add_argument("--plot", default=None, help="PNG path (default: --json with .png)")
+    add_scale_out_args(parser)
     args = common.parse(parser, argv)
+    if args.mode != "planning":
+        return scale_out(args)
     envs = [int(e) for e in args.envs.split(",") if e]
     if not envs or min(envs) < 1:
         parser.error(f"--envs needs positive integers, got {args.envs!r}")
@@ -119,6 +135,194 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{record['backend']} ({record['cpu_count']} cores)"
         )
         record["plot"] = str(plot(rows, plot_path, title))
+    common.write_json(args.json, record)
+    return record
+
+
+def add_scale_out_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the collect / shard modes."""
+    parser.add_argument(
+        "--mode",
+        choices=("planning", "collect", "shard"),
+        default="planning",
+        help="planning: transitions/s vs envs per call; collect: env steps/s of collection; "
+        "shard: planning on 1 device vs split over --devices",
+    )
+    parser.add_argument("--devices", type=int, default=2, help="devices for --mode shard")
+    parser.add_argument("--beliefs", type=int, default=64, help="beliefs for --mode shard")
+    parser.add_argument("--size", choices=("quick", "tiny"), default="quick", help="preset size")
+
+
+def _quick(size: str) -> Any:
+    from jaxplanet.agents import planet_config
+
+    cfg = planet_config.quick() if size == "quick" else planet_config.tiny()
+    return dataclasses.replace(cfg, env="point_reach", episode_length=0, action_repeat=0)
+
+
+def _timed_runs(fn: Any, repeats: int, peak_n: int) -> dict[str, Any]:
+    """Wall and CPU seconds of ``fn()`` (after one untimed call), each after a matmul peak."""
+    fn()
+    walls, cpus, peaks = [], [], []
+    for _ in range(repeats):
+        peaks.append(common.matmul_peak(peak_n, repeats=3))
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    i = sorted(range(repeats), key=lambda j: walls[j])[repeats // 2]
+    return {"seconds": walls[i], "cpu_seconds": cpus[i], "seconds_all": walls, "peak": peaks[i]}
+
+
+def _timed_interleaved(calls: dict, repeats: int, peak_n: int) -> dict[Any, dict[str, Any]]:
+    """`_timed_runs` of several functions, interleaved call by call after one peak each round."""
+    for fn in calls.values():
+        fn()
+    raw: dict[Any, dict[str, list]] = {k: {"w": [], "c": [], "p": []} for k in calls}
+    for _ in range(repeats):
+        peak = common.matmul_peak(peak_n, repeats=3)
+        for k, fn in calls.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            raw[k]["w"].append(time.perf_counter() - wall)
+            raw[k]["c"].append(time.process_time() - cpu)
+            raw[k]["p"].append(peak)
+    out = {}
+    for k, r in raw.items():
+        i = sorted(range(repeats), key=lambda j: r["w"][j])[repeats // 2]
+        out[k] = {"seconds": r["w"][i], "cpu_seconds": r["c"][i], "seconds_all": r["w"]}
+        out[k]["peak"] = r["p"][i]
+    return out
+
+
+def collect_rows(args: argparse.Namespace, envs: Sequence[int]) -> list[dict[str, Any]]:
+    """Env steps/s of collecting N point_reach episodes with the planner (quick preset size):
+    the host loop (one batched act call per agent step) and the on-device ``lax.scan``."""
+    import jax
+
+    from jaxplanet import convs
+    from jaxplanet.agents import planet as agent
+    from jaxplanet.envs import base, point_reach
+    from jaxplanet.planet import acting, collect
+
+    cfg = _quick(args.size)
+    env = point_reach.make()
+    a, spec = env.spec.action_dim, env.spec
+    params = agent.init_train_state(cfg, jax.random.key(args.seed, impl="rbg"), a).params
+    options = convs.cpu_compiler_options()
+    act_fn = acting.make_act_batch(cfg.model, cfg.planner, a, options)
+    device = jax.jit(
+        collect.device_episodes,
+        static_argnames=("mcfg", "pcfg", "random_actions"),
+        compiler_options=options,
+    )
+    rows = []
+    for n in envs:
+        keys = jax.random.split(jax.random.key(args.seed + 1), n)
+        adapters = [base.JaxHostAdapter(env) for _ in range(n)]
+
+        def host(n=n, keys=keys, adapters=adapters):
+            policy = acting.batch_policy(act_fn, params, cfg.model, a, keys, 0.3)
+            return collect.host_episodes(adapters, policy, list(range(n)))
+
+        reset_keys = jax.random.split(jax.random.key(args.seed + 2), n)
+
+        def on_device(keys=keys, reset_keys=reset_keys):
+            out = device(env, params, cfg.model, cfg.planner, reset_keys, keys, 0.3)
+            return jax.block_until_ready(out)
+
+        plan_gflop = planning.analytic_gflop(cfg.model, cfg.planner, a, n) * spec.agent_steps
+        for loop, fn in (("host", host), ("device", on_device)):
+            t = _timed_runs(fn, args.repeats, args.peak_n)
+            steps = n * spec.episode_length
+            row = {"loop": loop, "envs": n, "env_steps": steps, **t}
+            row["env_steps_per_second"] = steps / t["seconds"]
+            row["planning_fraction_of_peak"] = plan_gflop / t["seconds"] / t["peak"]
+            common.summary_line("collect", row, COLLECT_KEYS)
+            rows.append(row)
+    return rows
+
+
+COLLECT_KEYS = ("loop", "envs", "env_steps_per_second", "seconds", "cpu_seconds", "peak")
+SHARD_KEYS = ("devices", "beliefs", "transitions_per_second", "seconds", "cpu_seconds", "peak")
+
+
+def shard_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Planning ``--beliefs`` beliefs on 1 device vs split over ``--devices`` (quick size)."""
+    import jax
+
+    from jaxplanet import parallel, planet, rssm
+    from jaxplanet.planners import cem
+
+    cfg = _quick(args.size)
+    mcfg, pcfg, a, n = cfg.model, cfg.planner, 2, args.beliefs
+    params = planet.init(mcfg, jax.random.key(args.seed), a)
+    k_b, k_p = jax.random.split(jax.random.key(args.seed + 1))
+    beliefs = rssm.initial_state(mcfg, (n,))
+    beliefs = beliefs._replace(mean=jax.random.normal(k_b, beliefs.mean.shape))
+    keys = jax.random.split(k_p, n)
+
+    def plan_batch(params: Any, belief: Any, keys: Any) -> Any:
+        def one(b: Any, k: Any) -> Any:
+            k_b, k_p = jax.random.split(k)
+            step = planet.latent_step(params, mcfg)
+            return cem.plan_with(pcfg, step, planet.plan_start(b, k_b), k_p, a)
+
+        return jax.vmap(one)(belief, keys)
+
+    transitions = n * pcfg.candidates * pcfg.horizon * pcfg.iterations
+    calls = {}
+    for d in (1, args.devices):
+        mesh = parallel.make_mesh(d)
+        fn = parallel.shard_plan(plan_batch, mesh, cem.compiler_options())
+        inputs = (parallel.replicate(params, mesh), parallel.shard_batch(beliefs, mesh))
+        inputs += (parallel.shard_batch(keys, mesh),)
+        calls[d] = lambda fn=fn, inputs=inputs: jax.block_until_ready(fn(*inputs))
+    # Interleaved (peak, 1 device, n devices) x repeats: both see the same machine load.
+    timings = _timed_interleaved(calls, args.repeats, args.peak_n)
+    rows, plans = [], []
+    for d, t in timings.items():
+        plans.append(np.asarray(calls[d]()))
+        row = {"devices": d, "beliefs": n, "transitions": transitions, **t}
+        row["transitions_per_second"] = transitions / t["seconds"]
+        row["fraction_of_peak"] = (
+            planning.analytic_gflop(mcfg, pcfg, a, n) / t["seconds"] / t["peak"]
+        )
+        common.summary_line("shard", row, SHARD_KEYS)
+        rows.append(row)
+    rows[-1]["max_action_difference"] = float(np.abs(plans[0] - plans[-1]).max())
+    return rows
+
+
+def scale_out(args: argparse.Namespace) -> dict[str, Any]:
+    """The collect / shard modes: rows, ratios and the environment, also written to --json."""
+    import jax
+
+    if args.mode == "shard" and jax.device_count() < args.devices:
+        raise SystemExit(
+            f"--devices={args.devices}: only {jax.device_count()} device(s); on CPU run with "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={args.devices}"
+        )
+    record: dict[str, Any] = {"benchmark": f"scaling_{args.mode}", **common.environment()}
+    if args.mode == "collect":
+        spec = "1,8" if args.envs == ENVS_DEFAULT else args.envs
+        envs = [int(e) for e in spec.split(",") if e]
+        rows = collect_rows(args, envs)
+        by = {(r["loop"], r["envs"]): r["env_steps_per_second"] for r in rows}
+        record["speedup_vs_1_env"] = {
+            f"{loop}_{n}": by[loop, n] / by[loop, envs[0]] for loop, n in by
+        }
+        record["device_vs_host"] = {str(n): by["device", n] / by["host", n] for n in envs}
+        print(
+            f"collect: speedup {record['speedup_vs_1_env']} device/host {record['device_vs_host']}"
+        )
+    else:
+        rows = shard_rows(args)
+        ratio = rows[-1]["transitions_per_second"] / rows[0]["transitions_per_second"]
+        record["sharded_vs_unsharded"] = ratio
+        print(f"shard: sharded/unsharded throughput {ratio:.3f}")
+    record["rows"] = rows
+    record["config"] = {"size": args.size, "repeats": args.repeats, "seed": args.seed}
     common.write_json(args.json, record)
     return record
 

@@ -25,6 +25,8 @@ from benchmarks import common
 from jaxplanet import lgssm
 from jaxplanet.planners import lqr
 
+__all__ = ["SUMMARY_KEYS", "main"]
+
 SUMMARY_KEYS = ("seconds_median", "gflop", "gflops", "peak_gflops", "fraction_of_peak")
 
 
@@ -57,6 +59,8 @@ def _lqr_problem(T: int, n: int, m: int):
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    """Time one jitted smoothing of ``--batch`` rollouts x ``--T`` steps at ``--latent`` and one
+    LQR-FLM solve with its eta search; returns (and optionally writes) the record."""
     parser = common.make_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--T", type=int, default=50)

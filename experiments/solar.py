@@ -1,102 +1,12 @@
-"""Train or evaluate SOLAR (Zhang et al., ICML 2019) from the command line.
+"""``python -m experiments.solar``: the SOLAR command line from a checkout.
 
-    python -m experiments.solar --env=reacher_easy                      # released-code settings
-    python -m experiments.solar --env=nav2d --preset=quick --logdir=runs/nav
-    python -m experiments.solar --env=nav2d --preset=quick --policy=mpc  # MPC baseline
-    python -m experiments.solar --env=nav2d --preset=quick --model.variant=vae  # VAE ablation
-    python -m experiments.solar --logdir=runs/nav --mode=eval --eval_episodes=10
-
-Every config field is a flag (``--help`` lists them with the paper defaults). A ``--logdir``
-that already holds a run is resumed; a different config there is refused with the difference.
+The code lives in `jaxplanet.cli.solar` (installed as ``jaxplanet-solar``).
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
-from collections.abc import Sequence
 
-from experiments import cli
-
-# Headless rendering for dm_control unless the user chose a backend.
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
-    """Parse flags; returns the namespace and the config-field overrides as strings."""
-    from jaxplanet.agents import solar_config
-
-    parser = cli.Parser(
-        prog="python -m experiments.solar",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--env", default=None, help="task name; see --list_envs (default: reacher_easy)"
-    )
-    parser.add_argument(
-        "--preset", default="paper", choices=sorted(solar_config.PRESETS), help="named config"
-    )
-    parser.add_argument(
-        "--logdir", default=None, help="run directory (default: runs/<env>-<preset>-s<seed>)"
-    )
-    parser.add_argument("--seed", default=None, help="random seed (default: 0)")
-    parser.add_argument("--mode", default="train", choices=("train", "eval"), help="what to run")
-    parser.add_argument(
-        "--list_envs", action="store_true", help="print the valid task names and exit"
-    )
-    names = cli.field_flags(parser, solar_config.paper())
-    args = parser.parse_args(argv)
-    overrides = {
-        n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
-    }
-    for name in ("env", "seed"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    return args, overrides
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args, overrides = parse_args(argv)
-    from jaxplanet import config as config_lib
-    from jaxplanet import envs
-    from jaxplanet.agents import solar, solar_config
-    from jaxplanet.checkpoint import ConfigMismatchError
-
-    if args.list_envs:
-        print("\n".join(envs.names()))
-        return 0
-    try:
-        if args.mode == "eval":
-            if not args.logdir:
-                raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
-            summary = solar.evaluate_run(args.logdir, overrides)
-        else:
-            cfg = config_lib.override(solar_config.preset(args.preset), overrides)
-            logdir = args.logdir or os.path.join(
-                "runs", f"solar-{cfg.env}-{args.preset}-s{cfg.seed}"
-            )
-            print(f"SOLAR ({args.preset}: {solar.config_summary(cfg)}) -> {logdir}")
-            summary = solar.train_and_evaluate(cfg, logdir)
-    except (config_lib.ConfigError, envs.UnknownEnvError, ConfigMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        print(f"stopped: {err}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: the run resumes from its last checkpoint with the same --logdir.")
-        return 130
-    print(
-        " ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in summary.items()
-            if not k.startswith("train/")
-        )
-    )
-    return 0
-
+from jaxplanet.cli.solar import *  # noqa: F403 — the same names, for existing imports
+from jaxplanet.cli.solar import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m experiments.solar"))

@@ -113,6 +113,7 @@ class Evolution(NamedTuple):
 
     @property
     def population(self) -> int:
+        """Candidates per generation."""
         return self.strategy.population_size
 
     def init(self, key: jax.Array) -> Any:

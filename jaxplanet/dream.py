@@ -2,7 +2,8 @@
 
 `dream_env(params, cfg, temperature)` returns a `JaxEnv` whose state is (LSTM state, z, key, t,
 done). A step feeds (z_t, a_t) to M, samples z_{t+1} from its mixtures at temperature tau and,
-with a done head, done_{t+1} ~ Bernoulli(sigmoid(logit)); the PRNG key lives in the state, so
+with a done head, done_{t+1} ~ Bernoulli(`done_probability`) (M's done logit with the positive
+weight of its loss undone); the PRNG key lives in the state, so
 `step(state, action)` is deterministic given the state. Observations (for videos) are V's
 decoding of z. Rewards: "survival" (take_cover: 1 per step taken alive) or "head" (M's reward
 head: point_reach, CarRacing). Once done, the state is frozen and steps accrue nothing.
@@ -33,6 +34,7 @@ from jaxplanet.envs.base import EnvSpec, JaxEnv
 __all__ = [
     "DreamConfig",
     "DreamState",
+    "done_probability",
     "dream_env",
     "generation_returns",
     "jax_env_returns",
@@ -95,6 +97,17 @@ def initial_state(params: Any, cfg: DreamConfig, key: jax.Array) -> DreamState:
     )
 
 
+def done_probability(done_logit: jax.Array, mdn_cfg: mdn_rnn.MDNConfig) -> jax.Array:
+    """P(done) f32 [...] from M's done logit [...], undoing the positive weight of its loss.
+
+    M's done head is trained with positives weighted by w = `done_pos_weight`, which multiplies
+    the odds it predicts by w; the dream samples with the odds divided by w again,
+    sigmoid(logit - log w), the calibrated probability (with w = 10 the raw sigmoid made the
+    quick Doom dream ~3x too deadly away from real deaths).
+    """
+    return jax.nn.sigmoid(done_logit - jnp.log(jnp.float32(mdn_cfg.done_pos_weight)))
+
+
 def transition(
     params: Any,
     cfg: DreamConfig,
@@ -115,7 +128,7 @@ def transition(
     t = state.t + 1
     done = t >= cfg.max_steps
     if cfg.mdn.done_head:
-        done = done | jax.random.bernoulli(k_done, jax.nn.sigmoid(out.done_logit))
+        done = done | jax.random.bernoulli(k_done, done_probability(out.done_logit, cfg.mdn))
     reward = jnp.ones((), jnp.float32) if cfg.reward == "survival" else out.reward
     new = DreamState(carry=carry, z=z, key=next_key, t=t, done=done)
     frozen = state.replace(key=next_key)

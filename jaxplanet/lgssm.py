@@ -23,6 +23,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
+__all__ = [
+    "Smoothed",
+    "PairStats",
+    "sym",
+    "kalman_filter",
+    "smooth_full",
+    "smooth",
+    "sample",
+    "pair_stats",
+    "potential_log_expectation",
+    "check_psd",
+    "filter_step",
+]
+
 _LOG2PI = float(np.log(2.0 * np.pi))
 
 

@@ -29,6 +29,27 @@ import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 from jax.scipy.special import digamma, multigammaln
 
+__all__ = [
+    "MNIW",
+    "NatParams",
+    "Stats",
+    "Expected",
+    "default_prior",
+    "to_natural",
+    "from_natural",
+    "transition_stats",
+    "add_stats",
+    "posterior",
+    "svi_step",
+    "posterior_stable",
+    "expected",
+    "plugin_dynamics",
+    "mean_dynamics",
+    "expected_log_likelihood",
+    "kl",
+    "stack",
+]
+
 
 class MNIW(NamedTuple):
     """MNIW(M, V, Psi, nu) over (F [n, p], Sigma [n, n]).

@@ -36,7 +36,7 @@ from jaxplanet import replay
 SET_ASIDE = "set_aside"
 METRICS_FILE = "metrics.jsonl"
 
-__all__ = ["Progress", "Resumed", "count_rows", "reconcile"]
+__all__ = ["Progress", "Resumed", "count_rows", "reconcile", "set_aside"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,3 +199,21 @@ def reconcile(
         parts.append(f"{unit} file(s) {numbers} are missing; the replay lacks them")
     message = "; ".join(parts)
     return Resumed(progress, checkpoint, aside if moved or extra_rows else None, beyond, message)
+
+
+def set_aside(
+    logdir: str | os.PathLike, paths: list[Path] | list[str], sub: str = "episodes"
+) -> Path | None:
+    """Moves ``paths`` (never deleting or overwriting) to ``logdir/set_aside/<n>/<sub>/``.
+
+    For files an agent will redo outside `reconcile` (e.g. an unreadable rollout collected
+    again). Returns the ``set_aside/<n>`` folder used, or None when ``paths`` is empty.
+    """
+    if not paths:
+        return None
+    aside = _aside_dir(Path(logdir))
+    (aside / sub).mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        path = Path(path)
+        shutil.move(str(path), str(aside / sub / path.name))
+    return aside

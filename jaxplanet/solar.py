@@ -25,6 +25,9 @@ posteriors by the same SVI updates, without feeding back into the representation
 
 Reductions: pixels, latent dims and time are summed; the batch is averaged; the loss is divided
 by the number of frames per sequence (a per-frame negative ELBO).
+
+The fits for control (local dynamics by EM, the cost refit, the latent model as a planner step)
+live in `jaxplanet.agents.solar_fit`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,28 @@ import jax.numpy as jnp
 import optax
 
 from jaxplanet import lgssm, mniw, networks
+
+__all__ = [
+    "ModelConfig",
+    "Encoder",
+    "Decoder",
+    "TrainState",
+    "init_params",
+    "encode",
+    "decode",
+    "cost_matrices",
+    "predict_cost",
+    "prior_dynamics",
+    "per_step",
+    "plugin",
+    "infer",
+    "loss",
+    "make_optimizer",
+    "init_train_state",
+    "svi_stats",
+    "train_step",
+    "episode_batch",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,70 +370,3 @@ def episode_batch(obs: jax.Array, action: jax.Array, reward: jax.Array) -> dict:
     record t+1 and the cost of (s_t, a_t) is -reward record t+1.
     """
     return {"obs": obs, "action": action[..., 1:, :], "cost": -reward[..., 1:]}
-
-
-def fit_local_dynamics(
-    params: dict,
-    cfg: ModelConfig,
-    q: mniw.MNIW,
-    obs: jax.Array,
-    actions: jax.Array,
-    data_strength: float,
-    em_iterations: int,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """EM fit of time-varying local dynamics (F_t, Sigma_t) with q(F, Sigma) as the prior.
-
-    Empirical Bayes (SOLAR Sec. 5): the E-step smooths the rollouts with the current (F_t, Sigma_t);
-    the M-step takes the MNIW posterior mean with prior q(F, Sigma) and the rollouts' average
-    expected statistics weighted by `data_strength` (pseudo-rollouts).
-
-    Args:
-      obs: uint8 [N, T+1, 64, 64, 3] new rollouts; actions: [N, T, m].
-
-    Returns:
-      F [T, n, n+m], Sigma [T, n, n], and the initial state mean [n], covariance [n, n].
-    """
-    n, T = cfg.latent, actions.shape[1]
-    pm, pv = encode(params, cfg, obs)
-    pc = jax.vmap(jax.vmap(jnp.diag))(pv)
-    q_t = per_step(q, cfg, T)
-    F, Q = jax.vmap(mniw.plugin_dynamics)(q_t)
-    m0, P0 = jnp.zeros(n), jnp.eye(n)
-
-    def smooth_all(F, Q):
-        fn = lambda a, y, r: lgssm.smooth_full(m0, P0, F, Q, a, y, r)  # noqa: E731
-        return jax.vmap(fn)(actions, pm, pc)
-
-    def em(carry, _):
-        F, Q = carry
-        post = smooth_all(F, Q)
-        pairs = jax.vmap(lgssm.pair_stats)(post, actions)
-        stats = mniw.Stats(pairs.Exx.mean(0), pairs.Eyx.mean(0), pairs.Eyy.mean(0), jnp.ones((T,)))
-        fit = jax.vmap(lambda q1, s: mniw.posterior_stable(q1, s, data_strength))(q_t, stats)
-        return jax.vmap(mniw.mean_dynamics)(fit), None
-
-    (F, Q), _ = jax.lax.scan(em, (F, Q), None, em_iterations)
-    post = smooth_all(F, Q)
-    mu0 = post.means[:, 0].mean(0)
-    d = post.means[:, 0] - mu0
-    sigma0 = lgssm.sym(post.covs[:, 0].mean(0) + d.T @ d / d.shape[0]) + 1e-6 * jnp.eye(n)
-    return F, Q, mu0, sigma0
-
-
-def latent_step(params: dict, cfg: ModelConfig, F: jax.Array, Q: jax.Array, action_cost: float):
-    """`step((s, t), action, key) -> ((s', t + 1), reward)` on the linear-Gaussian latent model.
-
-    Samples s' ~ N(F_t [s; a], Q_t) (t clipped to the last step) and rewards minus the learned
-    cost plus the known action cost 1/2 a^T R a. F [T, n, n+m], Q [T, n, n].
-    """
-    chol = jnp.linalg.cholesky(Q)
-
-    def step(state, action, key):
-        s, t = state
-        i = jnp.minimum(t, F.shape[0] - 1)
-        mean = F[i] @ jnp.concatenate([s, action])
-        nxt = mean + chol[i] @ jax.random.normal(key, s.shape, s.dtype)
-        cost = predict_cost(params, s, action) + 0.5 * action_cost * jnp.sum(action**2)
-        return (nxt, t + 1), -cost
-
-    return step

@@ -8,7 +8,7 @@ import pytest
 from jaxplanet import checkpoint
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
-from jaxplanet.agents import solar, solar_config
+from jaxplanet.agents import solar, solar_config, solar_eval
 
 WALL_CLOCK = ("seconds",)
 
@@ -54,6 +54,7 @@ def test_lqr_flm_run_logs_success_and_refuses_changed_config(full_run):
     for r in rows[1:]:
         assert r["kl"] <= 1.1 * r["kl_bound"] and r["kl_met"]
         assert 0.0 <= r["eval_success"] <= 1.0 and "train_success" in r
+        assert r["cost_rmse"] >= 0.0  # the cost was refit on inferred states
     assert checkpoint.Checkpointer(logdir / "checkpoints", create=False).steps()[-1] == 3
     with pytest.raises(checkpoint.ConfigMismatchError, match="batch_size"):
         solar.train_and_evaluate(_cfg(iterations=2, batch_size=3), logdir)
@@ -84,7 +85,7 @@ def _kill_after_episode_file(monkeypatch):
 
 
 def _kill_during_evaluation(monkeypatch):
-    real, calls = solar.evaluate_episodes, [0]
+    real, calls = solar_eval.evaluate_episodes, [0]
 
     def evaluate(*args, **kw):
         calls[0] += 1
@@ -93,7 +94,7 @@ def _kill_during_evaluation(monkeypatch):
             raise Killed
         return out
 
-    monkeypatch.setattr(solar, "evaluate_episodes", evaluate)
+    monkeypatch.setattr(solar_eval, "evaluate_episodes", evaluate)
 
 
 KILLS = {

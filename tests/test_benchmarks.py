@@ -197,3 +197,65 @@ def test_train_benchmark_replay_modes_tiny(where):
     record = train.main([*tiny, "--replay", where, "--steps", "3"])
     assert record["replay_on"] == where and record["loss_finite"]
     assert record["updates_per_second"] > 0 and record["peak_gflops"] > 0
+
+
+def _run_script(args: list[str], env_extra: dict[str, str]) -> str:
+    """Runs a benchmark in its own process (own XLA flags); returns stdout."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), **env_extra}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+FAST_XLA = "--xla_backend_optimization_level=0"  # compile ~2x faster; timings not compared
+
+
+@pytest.mark.slow  # ~25 s of compiles; the GPU lease is where it matters
+def test_device_check_tiny(tmp_path):
+    import sys
+
+    out = tmp_path / "dc.json"
+    args = ["bash", "benchmarks/device_check.sh", "--size", "tiny", "--beliefs", "1,4"]
+    args += ["--replay_steps", "2", "--repeats", "1", "--json", str(out)]
+    stdout = _run_script(args, {"XLA_FLAGS": FAST_XLA, "PYTHON": sys.executable})
+    for line in ("device:", "matmul peak", "cem_call:", "train_step:", "imagined", "stall"):
+        assert line in stdout, line
+    record = json.loads(out.read_text())
+    assert record["peak_gflops"]["fp32"] > 0 and record["peak_gflops"]["bf16"] > 0
+    for name in ("cem_call", "train_step"):
+        assert record[name]["seconds_median"] > 0 and record[name]["fraction_of_peak"] > 0
+    assert [r["envs"] for r in record["imagined"]] == [1, 4]
+    assert record["imagined"][0]["fraction_of_linear"] == pytest.approx(1.0)
+    stall = record["replay_prefetch"]
+    assert 0 <= stall["stall_seconds_total"] <= stall["seconds_total"]
+
+
+@pytest.mark.slow  # ~35 s CPU in two subprocesses; the pieces are tested in test_collect/parallel
+def test_scaling_collect_and_shard_modes_tiny(tmp_path):
+    import sys
+
+    out = tmp_path / "collect.json"
+    base = [sys.executable, "-m", "benchmarks.scaling", "--size", "tiny", "--repeats", "1"]
+    base += ["--peak_n", "128"]
+    _run_script([*base, "--mode", "collect", "--envs", "1,2", "--json", str(out)], {
+        "XLA_FLAGS": FAST_XLA})  # fmt: skip
+    record = json.loads(out.read_text())
+    assert {(r["loop"], r["envs"]) for r in record["rows"]} == {
+        ("host", 1), ("device", 1), ("host", 2), ("device", 2)}  # fmt: skip
+    for row in record["rows"]:
+        assert row["env_steps"] == row["envs"] * 100 and row["env_steps_per_second"] > 0
+        assert row["cpu_seconds"] > 0
+    assert set(record["device_vs_host"]) == {"1", "2"}
+    out = tmp_path / "shard.json"
+    flags = f"{FAST_XLA} --xla_force_host_platform_device_count=2"
+    _run_script([*base, "--mode", "shard", "--beliefs", "4", "--json", str(out)], {
+        "XLA_FLAGS": flags})  # fmt: skip
+    record = json.loads(out.read_text())
+    assert [r["devices"] for r in record["rows"]] == [1, 2]
+    assert record["rows"][-1]["max_action_difference"] <= 1e-5
+    assert record["sharded_vs_unsharded"] > 0

@@ -160,3 +160,18 @@ def test_benchmark_runs_at_small_size(tmp_path):
     record = bench.main([*args.split(), "--json", str(out)])
     assert out.exists() and record["steps"] == 5
     assert record["dream_steps_per_second"] > 0 and 0 < record["fraction_of_peak"] < 10
+
+
+def test_done_is_sampled_with_the_loss_weight_undone(params):
+    # M's done loss weights positives by w, so its logit is the calibrated one + log w: a done
+    # bias of log w (and zero weights) must end a step with probability 1/2, a mean of 2 steps.
+    w = MCFG.done_pos_weight
+    np.testing.assert_allclose(dream.done_probability(jnp.log(w), MCFG), 0.5, rtol=1e-6)
+    mdn = dict(params["mdn"])
+    mdn["done"] = {"kernel": jnp.zeros_like(mdn["done"]["kernel"]), "bias": jnp.log(w)[None]}
+    cands, unflatten = _candidates(1, KEY(9))
+    survival = dataclasses.replace(CFG, reward="survival", max_steps=50)
+    got = dream.generation_returns(
+        {**params, "mdn": mdn}, survival, 1.0, cands, KEY(2), unflatten=unflatten, rollouts=2000
+    )
+    assert abs(float(got.mean()) - 2.0) < 0.15, float(got.mean())  # raw sigmoid: ~1.1

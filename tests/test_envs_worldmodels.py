@@ -90,3 +90,51 @@ def test_vector_episodes_run_in_worker_processes():
         assert ep["return"] == 20.0  # +1 per frame alive, 2 frames per step
         assert ep["obs"].shape == (11, 64, 64, 3) and ep["action"].shape == (11, 1)
         assert ep["is_first"][0] and not ep["is_first"][1:].any()
+
+
+@pytest.mark.parametrize("shape", [(240, 320, 3), (84, 96, 3), (64, 64, 3), (7, 5, 1)])
+def test_resize_area_matches_a_box_filter_reference(shape):
+    from jaxplanet.envs.gym import _area_weights, resize_area
+
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    got = resize_area(image, 4 if shape[0] < 64 else 64)
+    size = got.shape[0]
+
+    def box(n_in):  # output cell i averages input span [i n_in / size, (i + 1) n_in / size)
+        w = np.zeros((size, n_in))
+        for i in range(size):
+            lo, hi = i * n_in / size, (i + 1) * n_in / size
+            for j in range(n_in):
+                w[i, j] = max(0.0, min(hi, j + 1) - max(lo, j))
+        return w / w.sum(axis=1, keepdims=True)
+
+    want = np.einsum("ih,jw,hwc->ijc", box(shape[0]), box(shape[1]), image.astype(np.float64))
+    assert got.shape == (size, size, shape[2]) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - np.rint(want)).max() <= 1  # float32 vs float64 rounding
+    if shape[:2] != (size, size):
+        assert _area_weights(shape[0], size) is _area_weights(shape[0], size)  # cached
+        assert not _area_weights(shape[0], size).flags.writeable
+
+
+def test_single_threaded_blas_restores_the_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    import os
+
+    with car_racing.single_threaded_blas():
+        assert os.environ["OMP_NUM_THREADS"] == "1" == os.environ["OPENBLAS_NUM_THREADS"]
+    assert os.environ["OMP_NUM_THREADS"] == "4" and "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+@pytest.mark.skipif(not HAS_DOOM, reason="needs vizdoom (extra 'worldmodels')")
+def test_rollout_benchmark_reports_each_worker_count(tmp_path):
+    from benchmarks import wm_rollouts
+
+    out = tmp_path / "r.json"
+    record = wm_rollouts.main(
+        ["--episodes=2", "--episode_length=10", "--workers", "1", "2", f"--json={out}"]
+    )
+    for w in (1, 2):
+        assert record[f"w{w}_env_steps"] == 20  # same seeds, same work
+        assert record[f"w{w}_env_steps_per_second"] > 0
+    assert out.exists()

@@ -12,9 +12,11 @@ collect -> model update -> EM local dynamics -> LQR-FLM.
    ``model_steps`` model steps on all data; EM fit of local dynamics on the new rollouts with
    q(F, Sigma) as the prior; LQR-FLM with the learned cost plus 1/2 a^T R a under the KL bound
    ``kl_step * horizon * step_mult``; step_mult adapted from predicted vs actual improvement;
-   with ``policy="mpc"`` the last two are replaced by CEM on the latent model at every step;
-3. a noise-free evaluation per iteration (`evaluate_episodes`: return, goal-reached rate where
-   the task defines one, a video of frames beside reconstructions); a checkpoint (model,
+   before that (for MPC too) the quadratic cost is refit on inferred states of
+   ``cost_fit_rollouts`` rollouts (`solar_fit.fit_cost`); with ``policy="mpc"`` EM and LQR-FLM
+   are replaced by CEM on the latent model at every step (`solar_policy`);
+3. a noise-free evaluation per iteration (`solar_eval.evaluate_episodes`: return, goal-reached
+   rate where the task defines one, a video of frames beside reconstructions); a checkpoint (model,
    q(F, Sigma), policy, step_mult, `resume.Progress`) after every phase.
 
 Steps on log rows are environment steps after action repeat. Episodes live in
@@ -26,10 +28,7 @@ the in-training evaluation of the newest checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +36,55 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, convs, envs, lgssm, replay, resume, solar
+from jaxplanet import checkpoint, envs, plot, replay, resume, solar
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
+from jaxplanet.agents import solar_eval
 from jaxplanet.agents.solar_config import RESUMABLE_FIELDS, SolarConfig
-from jaxplanet.envs import nav2d
-from jaxplanet.planners import cem, lqr
+from jaxplanet.agents.solar_eval import (
+    SUCCESS,
+    evaluate,
+    evaluate_episodes,
+    reconstruction_video,
+    success,
+    success_rate,
+)
+from jaxplanet.agents.solar_policy import (
+    check_improvement,
+    host_policy,
+    improve_policy,
+    initial_policy,
+    make_functions,
+    random_policy,
+    refit_cost,
+)
 
-_TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
+__all__ = [
+    "EVAL_ENV_SEED",
+    "SUCCESS",
+    "make_env",
+    "initial_run",
+    "train_and_evaluate",
+    "evaluate_run",
+    "config_summary",
+    # re-exported from solar_policy / solar_eval
+    "make_functions",
+    "initial_policy",
+    "host_policy",
+    "random_policy",
+    "refit_cost",
+    "check_improvement",
+    "improve_policy",
+    "success",
+    "success_rate",
+    "evaluate",
+    "evaluate_episodes",
+    "reconstruction_video",
+]
+
+_TRAIN, _COLLECT, _INIT = 0, 1, 3  # key tags (2 is the evaluation's: solar_eval.EVAL_KEY)
 EVAL_ENV_SEED = 10_000  # the evaluation env's seed offset (in training and in --mode=eval)
-
-# Goal reached, from an episode's reward records and the action repeat (tasks that define it).
-SUCCESS = {
-    "nav2d": nav2d.reached_goal,
-    "reacher_easy": lambda rewards, repeat: float(rewards[-1]) > 0.0,  # finger in the target
-}
-
-
-def success(env_name: str, episode: dict[str, Any], action_repeat: int) -> float | None:
-    """1.0 / 0.0 when ``env_name`` defines a goal region and the episode ends in it, else None."""
-    fn = SUCCESS.get(env_name)
-    return None if fn is None else float(fn(episode["reward"], action_repeat))
 
 
 def make_env(cfg: SolarConfig, seed: int) -> envs.HostEnv:
@@ -68,105 +94,6 @@ def make_env(cfg: SolarConfig, seed: int) -> envs.HostEnv:
     repeat = probe.spec.action_repeat
     probe.close()
     return envs.make(cfg.env, seed=seed, action_repeat=repeat, episode_length=cfg.horizon * repeat)
-
-
-def make_functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
-    """The jitted act / train / improve / reconstruct functions, shared by runs in a process
-    whose configs differ only in reporting fields."""
-    base = SolarConfig()
-    return _functions(
-        dataclasses.replace(cfg, **{f: getattr(base, f) for f in RESUMABLE_FIELDS}), action_dim
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
-    mcfg, T, n = cfg.model, cfg.horizon, cfg.model.latent
-    jit = functools.partial(jax.jit, compiler_options=convs.cpu_compiler_options())
-
-    def belief_step(params, belief, F, Q, prev_action, obs, t):
-        pm, pv = solar.encode(params, mcfg, obs)
-        i = jnp.maximum(t - 1, 0)
-        return lgssm.filter_step(*belief, F[i], Q[i], prev_action, pm, jnp.diag(pv), t == 0)
-
-    @jit
-    def act(params, belief, F, Q, prev_action, obs, t, policy, noise, key):
-        mean, cov = belief_step(params, belief, F, Q, prev_action, obs, t)
-        j = jnp.minimum(t, T - 1)
-        eps = jax.random.normal(key, (action_dim,))
-        u = policy.K[j] @ mean + policy.k[j] + noise * jnp.linalg.cholesky(policy.cov[j]) @ eps
-        return jnp.clip(u, -1.0, 1.0), (mean, cov)
-
-    @jit
-    def act_mpc(params, belief, F, Q, prev_action, obs, t, policy, noise, key):
-        del policy
-        mean, cov = belief_step(params, belief, F, Q, prev_action, obs, t)
-        step = solar.latent_step(params, mcfg, F, Q, cfg.action_cost)
-        k_plan, k_noise = jax.random.split(key)
-        plan = cem.plan_with(cfg.mpc, step, (mean, t), k_plan, action_dim)
-        u = plan[0] + noise * 0.5 * jax.random.normal(k_noise, (action_dim,))
-        return jnp.clip(u, -1.0, 1.0), (mean, cov)
-
-    @jit
-    def train(state, batch, key, num_sequences, kl_weight):
-        return solar.train_step(state, batch, key, mcfg, num_sequences, kl_weight)
-
-    @jit
-    def improve(params, q, obs, actions, old, step_mult):
-        F, Q, mu0, sigma0 = solar.fit_local_dynamics(
-            params, mcfg, q, obs, actions, cfg.data_strength, cfg.em_iterations
-        )
-        C, c, _ = solar.cost_matrices(params)
-        C = C.at[n:, n:].add(cfg.action_cost * jnp.eye(action_dim))
-        Cs, cs = jnp.broadcast_to(C, (T, *C.shape)), jnp.broadcast_to(c, (T, *c.shape))
-        eps = cfg.kl_step * T * step_mult
-        new, info = lqr.flm_update(F, jnp.zeros((T, n)), Q, Cs, cs, old, mu0, sigma0, eps)
-        return new, info, (F, Q)
-
-    @jit
-    def reconstruct(params, q, obs, actions):
-        post, _, _ = solar.infer(params, mcfg, q, obs, actions)
-        return jax.nn.sigmoid(solar.decode(params, mcfg, post.means))
-
-    return {
-        "act": act_mpc if cfg.policy == "mpc" else act,
-        "train": train,
-        "improve": improve,
-        "reconstruct": reconstruct,
-    }
-
-
-def initial_policy(cfg: SolarConfig, action_dim: int) -> lqr.Policy:
-    """K = 0, k = 0, S = init_policy_std^2 I for every step."""
-    T, n = cfg.horizon, cfg.model.latent
-    cov = cfg.init_policy_std**2 * jnp.eye(action_dim)
-    return lqr.Policy(
-        jnp.zeros((T, action_dim, n)),
-        jnp.zeros((T, action_dim)),
-        jnp.broadcast_to(cov, (T, action_dim, action_dim)),
-    )
-
-
-def host_policy(fns, run, action_dim, n, key, noise) -> episodes_lib.Policy:
-    """The run's current policy (LQR-FLM or MPC) on the filtered latent, for one episode."""
-    carry = {"belief": (jnp.zeros(n), jnp.eye(n)), "prev": jnp.zeros(action_dim), "t": 0}
-    params, dyn, policy = run["train"].params, run["dyn"], run["policy"]
-
-    def fn(obs: np.ndarray, is_first: bool) -> np.ndarray:
-        t = carry["t"]
-        step_key = jax.random.fold_in(key, t)
-        u, carry["belief"] = fns["act"](
-            params, carry["belief"], *dyn, carry["prev"], obs, jnp.int32(t), policy, noise, step_key
-        )
-        carry["prev"], carry["t"] = u, t + 1
-        return np.asarray(u, np.float32)
-
-    return fn
-
-
-def _random_policy(action_dim: int, std: float, seed: int) -> episodes_lib.Policy:
-    rng = np.random.default_rng(seed)
-    return lambda obs, first: np.clip(std * rng.normal(size=action_dim), -1, 1).astype(np.float32)
 
 
 class _Data:
@@ -183,6 +110,16 @@ class _Data:
             k: np.stack([self.episodes[i][k] for i in idx]) for k in ("obs", "action", "reward")
         }
         return solar.episode_batch(**stack)
+
+
+def _cost_batch(cfg: SolarConfig, data: _Data, phase: int) -> dict | None:
+    """``cost_fit_rollouts`` rollouts drawn from all data (seeded by the phase), or None."""
+    if cfg.cost_fit_steps == 0 or cfg.cost_fit_rollouts == 0:
+        return None
+    count = len(data.episodes)
+    rng = np.random.default_rng((cfg.seed, phase, 1))
+    idx = rng.choice(count, cfg.cost_fit_rollouts, replace=count < cfg.cost_fit_rollouts)
+    return data.batch(np.sort(idx))
 
 
 def _kl_weight(cfg: SolarConfig, step: int) -> float:
@@ -301,9 +238,10 @@ def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
     if int(run["phase"]) == 0:
         returns, successes = collect(
             cfg.pretrain_rollouts,
-            lambda i: _random_policy(A, cfg.pretrain_action_std, cfg.seed * 1_000_003 + i),
+            lambda i: random_policy(A, cfg.pretrain_action_std, cfg.seed * 1_000_003 + i),
         )
-        row = {"random_return": float(np.mean(returns)), **_rate("random_success", successes)}
+        row = {"random_return": float(np.mean(returns))}
+        row.update(success_rate("random_success", successes))
         row.update(update(cfg.pretrain_steps, 0, 0))
         run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
         logger.scalars(counters["env_steps"], row)
@@ -319,18 +257,23 @@ def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
             lambda i, r=dict(run), k=key: host_policy(fns, r, A, n, jax.random.fold_in(k, i), 1.0),
         )
         row = {"iteration": phase, "train_return": float(np.mean(returns))}
-        row.update(_rate("train_success", successes))
+        row.update(success_rate("train_success", successes))
         row.update(update(cfg.model_steps, phase, -1))
         cost = -float(np.mean(returns))
+        row.update(refit_cost(fns, run, _cost_batch(cfg, data, phase)))
         if cfg.policy == "lqr_flm":
-            row.update(_improve(cfg, fns, run, data, phase, cost))
+            new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
+            row.update(improve_policy(cfg, fns, run, new, phase, cost))
         else:
             run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
         run["prev_cost"] = cost
-        row.update(evaluate(cfg, fns, run, eval_env, logger, phase, counters["env_steps"]))
+        row.update(
+            solar_eval.evaluate(cfg, fns, run, eval_env, logger, phase, counters["env_steps"])
+        )
         counters["evaluations"] += 1
         row["seconds"] = time.perf_counter() - began
         logger.scalars(counters["env_steps"], row)
+        plot.try_write_learning_curves(logdir)
         summary.update(row)
         if phase % cfg.checkpoint_every == 0 or phase == cfg.iterations:
             save(phase + 1)
@@ -346,86 +289,6 @@ def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
         }
     )
     return summary
-
-
-def _rate(name: str, successes: list[float | None]) -> dict[str, float]:
-    known = [s for s in successes if s is not None]
-    return {name: float(np.mean(known))} if known else {}
-
-
-def _improve(cfg, fns, run, data, phase, cost) -> dict[str, Any]:
-    """EM local dynamics + LQR-FLM on this iteration's rollouts; adapts step_mult first."""
-    T = cfg.horizon
-    if phase > 1:  # step_mult from the previous prediction (Levine & Abbeel 2014)
-        predicted, actual = float(run["predicted"]), float(run["prev_cost"]) - cost
-        mult = predicted / (2.0 * max(1e-4, predicted - actual))
-        run["step_mult"] = float(
-            np.clip(float(run["step_mult"]) * mult, cfg.min_step_mult, cfg.max_step_mult)
-        )
-    new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
-    policy, info, dyn = fns["improve"](
-        run["train"].params,
-        run["train"].q,
-        new["obs"],
-        new["action"],
-        run["policy"],
-        float(run["step_mult"]),
-    )
-    eps = cfg.kl_step * T * float(run["step_mult"])
-    message = lqr.check_flm(info, eps)
-    if message:
-        warnings.warn(message, stacklevel=2)
-    info = jax.device_get(info)
-    usable = bool(info.pd) and all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(policy))
-    if not usable:  # keep acting with the previous policy rather than with NaNs
-        warnings.warn(f"LQR-FLM iteration {phase}: keeping the previous policy", stacklevel=2)
-        policy, dyn = run["policy"], run["dyn"]
-        info = info._replace(cost_new=info.cost_old)
-    run["policy"], run["dyn"] = policy, dyn
-    run["predicted"] = float(info.cost_old - info.cost_new)
-    return {
-        "eta": float(info.eta),
-        "kl": float(info.kl),
-        "kl_bound": eps,
-        "kl_met": bool(info.met),
-        "step_mult": float(run["step_mult"]),
-        "predicted_improvement": run["predicted"],
-    }
-
-
-def evaluate_episodes(
-    cfg: SolarConfig, fns, run: dict[str, Any], env: envs.HostEnv, phase: int, count: int
-) -> list[dict[str, Any]]:
-    """The evaluation after phase ``phase``: ``count`` noise-free episodes of the run's policy.
-
-    The one evaluation of the agent: training and ``--mode=eval`` both call it, with the same
-    env seeds and keys for the same phase, so the same checkpoint gives the same returns.
-    """
-    A, n = env.spec.action_dim, cfg.model.latent
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), _EVAL), phase)
-    out = []
-    for i in range(count):
-        pol = host_policy(fns, run, A, n, jax.random.fold_in(key, i), 0.0)
-        out.append(episodes_lib.run_episode(env, pol, seed=10_000_019 * phase + i))
-    return out
-
-
-def reconstruction_video(fns, run: dict[str, Any], episode: dict[str, Any]) -> np.ndarray:
-    """uint8 [T+1, 64, 128, 3]: real frames (left) beside the smoothed reconstructions."""
-    b = solar.episode_batch(episode["obs"], episode["action"], episode["reward"])
-    recon = fns["reconstruct"](run["train"].params, run["train"].q, b["obs"], b["action"])
-    return np.concatenate([episode["obs"], np.asarray(recon * 255).astype(np.uint8)], 2)
-
-
-def evaluate(cfg, fns, run, env, logger, phase, env_steps) -> dict[str, Any]:
-    """In-training evaluation: mean return / success of `evaluate_episodes` and one video."""
-    episodes = evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
-    repeat = env.spec.action_repeat
-    row = {"eval_return": float(np.mean([e["return"] for e in episodes]))}
-    row.update(_rate("eval_success", [success(cfg.env, e, repeat) for e in episodes]))
-    if cfg.video and episodes:
-        logger.video(env_steps, "eval_reconstruction", reconstruction_video(fns, run, episodes[0]))
-    return row
 
 
 def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
@@ -460,7 +323,7 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     fns = make_functions(cfg, A)
     phase = int(run["phase"]) - 1  # the iteration whose evaluation this replays
     try:
-        episodes = evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
+        episodes = solar_eval.evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
     finally:
         env.close()
     results = [success(cfg.env, e, repeat) for e in episodes]
@@ -480,7 +343,7 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
         "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)),
     }
-    summary.update(_rate("eval_success_rate", results))
+    summary.update(success_rate("eval_success_rate", results))
     return summary
 
 

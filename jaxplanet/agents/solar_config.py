@@ -15,6 +15,16 @@ from jaxplanet import config as config_lib
 from jaxplanet.planners.cem import CEMConfig
 from jaxplanet.solar import ModelConfig
 
+__all__ = [
+    "SolarConfig",
+    "RESUMABLE_FIELDS",
+    "PRESETS",
+    "paper",
+    "quick",
+    "tiny",
+    "preset",
+]
+
 
 def _field(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
@@ -46,6 +56,11 @@ class SolarConfig:
     min_step_mult: float = _field(0.1, "lower clip of the KL step multiplier")
     max_step_mult: float = _field(10.0, "upper clip of the KL step multiplier")
     action_cost: float = _field(2.0, "known action cost 1/2 a^T R a with R = action_cost * I")
+    cost_fit_steps: int = _field(
+        200, "full-batch Adam steps of the per-iteration cost refit on inferred states (0 = off)"
+    )
+    cost_fit_rollouts: int = _field(40, "rollouts (drawn from all data) the cost is refit on")
+    cost_fit_lr: float = _field(1e-2, "learning rate of the cost refit")
     init_policy_std: float = _field(0.5, "std of the initial policy (K = 0, k = 0)")
     eval_episodes: int = _field(1, "noise-free evaluation episodes per iteration")
     video: bool = _field(True, "write eval videos (real frames beside reconstructions)")
@@ -72,13 +87,22 @@ class SolarConfig:
         ):
             if getattr(self, name) < 1:
                 raise config_lib.ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("pretrain_steps", "model_steps", "kl_anneal_steps", "action_repeat"):
+        for name in (
+            "pretrain_steps",
+            "model_steps",
+            "kl_anneal_steps",
+            "action_repeat",
+            "cost_fit_steps",
+            "cost_fit_rollouts",
+        ):
             if getattr(self, name) < 0:
                 raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 < self.kl_start <= 1:
             raise config_lib.ConfigError("--kl_start: must be in (0, 1]")
         if not 0 < self.min_step_mult <= self.max_step_mult:
             raise config_lib.ConfigError("--min_step_mult: must be in (0, max_step_mult]")
+        if self.cost_fit_lr <= 0:
+            raise config_lib.ConfigError("--cost_fit_lr: must be > 0")
         if self.action_cost <= 0 and self.policy == "lqr_flm":
             raise config_lib.ConfigError("--action_cost: LQR needs a positive action cost")
         if not 0 < self.model.svi_step <= 1:

@@ -15,8 +15,10 @@ inside the factories (`pip install 'jaxplanet[worldmodels]'`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,21 @@ from jaxplanet.envs.gym import resize_area
 
 DEFAULTS = {"action_repeat": 1, "episode_length": 1000}
 EXTRA = "pip install 'jaxplanet[worldmodels]'"
+
+__all__ = [
+    "DEFAULTS",
+    "EXTRA",
+    "PixelHostEnv",
+    "car_racing_action",
+    "car_racing_frame",
+    "host_factory",
+    "make",
+    "make_gym",
+    "pixel_wrapper_class",
+    "require",
+    "single_threaded_blas",
+    "vector_episodes",
+]
 
 
 def require(module: str, what: str) -> Any:
@@ -60,6 +77,8 @@ def pixel_wrapper_class() -> type:
     gymnasium = require("gymnasium", "World Models' real environments")
 
     class PixelWrapper(gymnasium.Wrapper):
+        """uint8 [64, 64, 3] frames, [-1, 1]^A actions, action repeat, `max_steps` limit."""
+
         def __init__(self, env, frame_fn, action_fn, action_dim, action_repeat, max_steps):
             super().__init__(env)
             self.observation_space = gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)
@@ -70,12 +89,14 @@ def pixel_wrapper_class() -> type:
             self.last_frame = np.zeros((64, 64, 3), np.uint8)
 
         def reset(self, *, seed=None, options=None):
+            """Starts an episode: (frame uint8 [64, 64, 3], info)."""
             obs, info = self.env.reset(seed=seed, options=options)
             self._t = 0
             self.last_frame = self._frame_fn(obs)
             return self.last_frame, info
 
         def step(self, action):
+            """action f32 [A] in [-1, 1] -> (frame, summed reward, terminated, truncated, info)."""
             env_action = self._action_fn(np.clip(np.asarray(action, np.float32), -1.0, 1.0))
             reward, terminated, truncated, info = 0.0, False, False, {}
             for _ in range(self._repeat):
@@ -111,6 +132,7 @@ class PixelHostEnv:
         self._running = False
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts an episode (`seed`, or the constructor's on the first call): (frame, info)."""
         if seed is None:
             seed, self._next_seed = self._next_seed, None
         obs, info = self.env.reset(seed=seed)
@@ -118,6 +140,8 @@ class PixelHostEnv:
         return obs, dict(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """action [A] in [-1, 1] -> (frame uint8 [64, 64, 3], reward, terminated, truncated,
+        info)."""
         if not self._running:
             raise RuntimeError("call reset() before step() (no episode running)")
         obs, reward, terminated, truncated, info = self.env.step(
@@ -127,9 +151,11 @@ class PixelHostEnv:
         return obs, float(reward), terminated, truncated, dict(info)
 
     def render(self) -> np.ndarray:
+        """The current frame, uint8 [64, 64, 3]."""
         return self.env.last_frame
 
     def close(self) -> None:
+        """Closes the env."""
         self.env.close()
 
 
@@ -139,6 +165,7 @@ def host_factory(
     """`make(seed=0, **options) -> HostEnv` for a `make_gym`-style factory."""
 
     def make(seed: int = 0, **options: Any) -> PixelHostEnv:
+        """The task as a `HostEnv` (options: action_repeat, episode_length)."""
         opts = check_options(name, options, defaults)
         env = make_gym_fn(**opts)
         spec = EnvSpec(name, (64, 64, 3), action_dim, opts["action_repeat"], opts["episode_length"])
@@ -149,6 +176,25 @@ def host_factory(
 
 make = host_factory("car_racing", make_gym, 3, DEFAULTS)
 make.__doc__ = "CarRacing-v3 as a `HostEnv` (64x64 frames, [-1, 1]^3 actions)."
+
+
+_BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Processes started inside this block use one BLAS thread each (the frame resize's
+    matrix products are ~10x slower threaded when processes share the cores)."""
+    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
+    os.environ.update({k: "1" for k in _BLAS_THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def vector_episodes(
@@ -186,7 +232,8 @@ def vector_episodes(
 
     workers = max(1, min(workers, len(seeds)))
     fn = functools.partial(make_gym_fn, **options)
-    vec = gymnasium.vector.AsyncVectorEnv([fn] * workers, context="spawn")
+    with single_threaded_blas():  # each worker is one process: threaded BLAS only contends
+        vec = gymnasium.vector.AsyncVectorEnv([fn] * workers, context="spawn")
     out: list[dict[str, Any]] = []
     bar = tqdm(total=len(seeds), desc=desc, unit="episode", disable=not progress)
     try:

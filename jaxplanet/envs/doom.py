@@ -27,6 +27,8 @@ DEFAULTS = {"action_repeat": 1, "episode_length": 2100}
 THRESHOLD = 1.0 / 3.0
 _NOOP, _RIGHT, _LEFT = 0, 1, 2  # VizdoomTakeCover-v1's button_map order
 
+__all__ = ["DEFAULTS", "THRESHOLD", "doom_frame", "make", "make_gym", "take_cover_index"]
+
 
 def take_cover_index(a: np.ndarray) -> int:
     """[-1, 1]^1 -> Discrete(3) index: left below -1/3, right above 1/3, else nothing."""

@@ -10,6 +10,7 @@ and only imported by `make_gymnasium`; the adapter works with any object followi
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -18,29 +19,42 @@ from jaxplanet.envs.base import EnvSpec, check_episode, clip_action, rescale_act
 
 DEFAULT_EPISODE_LENGTH = 1000
 
+__all__ = ["DEFAULT_EPISODE_LENGTH", "OPTIONS", "GymnasiumEnv", "make_gymnasium", "resize_area"]
 
+
+@functools.lru_cache(maxsize=64)
 def _area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] matrix averaging input cells over each output cell's span (box filter)."""
+    """f32 [n_out, n_in] matrix averaging input cells over each output cell's span (box filter).
+
+    Cached per (n_in, n_out) and read-only: frames of one env share one matrix.
+    """
     edges = np.arange(n_out + 1) * (n_in / n_out)
     lo, hi = edges[:-1, None], edges[1:, None]
     cells = np.arange(n_in)[None, :]
     overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
+    weights = (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+    weights.setflags(write=False)
+    return weights
 
 
 def resize_area(image: np.ndarray, size: int) -> np.ndarray:
-    """Area (box-filter) resize. image: uint8 [H, W, C] -> uint8 [size, size, C]."""
+    """Area (box-filter) resize. image: uint8 [H, W, C] -> uint8 [size, size, C].
+
+    Two 2-D matrix products with the cached weights (rows, then columns). Under several
+    processes, limit BLAS to one thread each (``OMP_NUM_THREADS=1``): threaded products of this
+    size are slower than one thread when cores are shared.
+    """
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"expected an [H, W, C] frame, got shape {image.shape}")
-    h, w, _ = image.shape
+    h, w, c = image.shape
     if (h, w) == (size, size):
         return image.astype(np.uint8, copy=False)
-    rows = _area_weights(h, size).astype(np.float32)
-    cols = _area_weights(w, size).astype(np.float32)
-    out = (rows @ image.astype(np.float32).reshape(h, -1)).reshape(size, w, -1)  # [size, W, C]
-    out = np.einsum("jw,iwc->ijc", cols, out, optimize=True)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    rows, cols = _area_weights(h, size), _area_weights(w, size)
+    out = rows @ image.reshape(h, w * c).astype(np.float32)  # [size, W * C]
+    out = out.reshape(size, w, c).transpose(1, 0, 2).reshape(w, size * c)  # [W, size * C]
+    out = (cols @ out).reshape(size, size, c).transpose(1, 0, 2)  # [size, size, C]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 class GymnasiumEnv:
@@ -134,6 +148,7 @@ class GymnasiumEnv:
         return self._frame
 
     def close(self) -> None:
+        """Closes the wrapped env."""
         self.env.close()
 
 

@@ -29,6 +29,21 @@ import numpy as np
 from jaxplanet.envs import point_reach
 from jaxplanet.envs.base import EnvSpec, JaxEnv, check_episode
 
+__all__ = [
+    "STEP",
+    "GOAL",
+    "START_CENTRE",
+    "START_HALF_WIDTH",
+    "GOAL_RADIUS",
+    "DEFAULTS",
+    "Nav2DState",
+    "reward_fn",
+    "reached_goal",
+    "render",
+    "make",
+    "oracle_action",
+]
+
 STEP = 0.1
 GOAL = (0.5, 0.5)
 START_CENTRE = (-0.5, -0.5)

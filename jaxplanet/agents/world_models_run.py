@@ -1,0 +1,223 @@
+"""One World Models run on the host: config, task, run directory and the policies that act in it.
+
+`Run` validates the config, builds the task (a pure-JAX `JaxEnv` such as point_reach, or a host
+env run in worker processes: CarRacing, VizDoom), checks the run directory's saved config (a
+different one is refused, as for every agent: `checkpoint.check_config`) and derives every PRNG
+key and env seed from the run seed by stage (`COLLECT`, `VAE`, ...). The stage helpers here
+(`stage_state`, `finished`, `require`) are what each stage uses to resume and to name the stage
+that must run first.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxplanet import checkpoint, controllers, dream, envs, mdn_rnn, resume
+from jaxplanet import config as config_lib
+from jaxplanet.agents.world_models_config import RESUMABLE_FIELDS, WorldModelsConfig, resolved
+from jaxplanet.envs import car_racing
+
+#: Stream ids of the run's keys and seeds (one per stage; SERIES is unused, kept for stability).
+COLLECT, VAE, MDN, CTRL, EVAL, SERIES = range(6)
+_HOST_GYM = {"car_racing": car_racing.make_gym}
+
+__all__ = [
+    "COLLECT",
+    "CTRL",
+    "EVAL",
+    "MDN",
+    "VAE",
+    "ControllerPolicy",
+    "MissingInputError",
+    "RandomPolicy",
+    "Run",
+    "finished",
+    "require",
+    "stage_state",
+]
+
+
+class MissingInputError(config_lib.ConfigError):
+    """A stage was asked for before the stage that makes its inputs."""
+
+
+class Run:
+    """Host-side handles of one run: config, resolved settings, task, directories.
+
+    Attributes:
+      cfg: the `WorldModelsConfig`; r: its `Resolved` task settings; logdir: run directory.
+      spec: the task's `EnvSpec` (64x64x3 frames, action_dim A); jax_env: the `JaxEnv` of a
+        pure-JAX task, else None; options: env options (action_repeat, episode_length).
+      dcfg: the `dream.DreamConfig` shared by the dream and the real-world agent.
+
+    Raises:
+      config.ConfigError: a bad config value.
+      checkpoint.ConfigMismatchError: ``logdir`` holds a run with another config.
+      ImportError: the task's optional package is missing (names the `worldmodels` extra).
+    """
+
+    def __init__(self, cfg: WorldModelsConfig, logdir: str | os.PathLike):
+        cfg.validate()
+        self.cfg, self.r, self.logdir = cfg, resolved(cfg), Path(logdir)
+        self.root = jax.random.key(cfg.seed, impl=cfg.prng_impl)
+        self.options: dict[str, Any] = {}
+        if cfg.action_repeat:
+            self.options["action_repeat"] = cfg.action_repeat
+        if cfg.episode_length:
+            self.options["episode_length"] = cfg.episode_length
+        self.jax_env = None
+        if cfg.env in envs.JAX_ENVS:
+            self.jax_env = envs.make_jax(cfg.env, **self.options)
+            self.spec = self.jax_env.spec
+        else:  # builds (and closes) one env: a missing optional package fails here, early
+            env = envs.make(cfg.env, seed=cfg.seed, **self.options)
+            self.spec, self.options = (
+                env.spec,
+                {
+                    "action_repeat": env.spec.action_repeat,
+                    "episode_length": env.spec.episode_length,
+                },
+            )
+            env.close()
+        config_dict = config_lib.to_dict(cfg)
+        checkpoint.check_config(self.logdir, config_dict, allowed=RESUMABLE_FIELDS)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_config(self.logdir, config_dict)
+        self.dcfg = dream.DreamConfig(
+            vae=self.r.vae,
+            mdn=self.r.mdn,
+            action_dim=self.spec.action_dim,
+            max_steps=self.spec.agent_steps,
+            reward=self.r.reward,
+            action_map=self.r.action_map,
+        )
+
+    def key(self, stream: int, index: int = 0) -> jax.Array:
+        """PRNG key ``index`` of stage ``stream``."""
+        return jax.random.fold_in(jax.random.fold_in(self.root, stream), index)
+
+    def seed(self, stream: int, index: int) -> int:
+        """Env seed ``index`` of stage ``stream`` (an int in [0, 2^31))."""
+        return (self.cfg.seed * 1_000_003 + stream * 100_003 + index) % 2**31
+
+    def host_episodes(self, seeds: list[int], policy: Any, record: bool, desc: str) -> list:
+        """One host-env episode per seed, in `cfg.workers` processes (`vector_episodes`)."""
+        make_gym = _HOST_GYM.get(self.cfg.env)
+        if make_gym is None:
+            from jaxplanet.envs import doom
+
+            make_gym = doom.make_gym
+        return car_racing.vector_episodes(
+            make_gym, self.options, seeds, policy, self.cfg.workers, record, self.cfg.progress, desc
+        )
+
+
+class RandomPolicy:
+    """Uniform actions in [-1, 1]^A, each held for `random_hold` steps, then the action map.
+
+    Episode ``i`` draws from its own generator (seeded by the run seed and ``i``), so a rollout
+    does not depend on which wave or worker ran it.
+    """
+
+    def __init__(self, run: Run):
+        self.run, self.rngs, self.t = run, [], 0
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids`` (-1 for idle slots)."""
+        self.rngs = [np.random.default_rng(self.run.seed(COLLECT, i) + 7) for i in ids]
+        self.t = 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A]."""
+        if self.t % self.run.r.random_hold == 0:
+            a = np.stack([g.uniform(-1.0, 1.0, self.run.spec.action_dim) for g in self.rngs])
+            self.a = np.asarray(controllers.map_action(self.run.r.action_map, a), np.float32)
+        self.t += 1
+        return self.a
+
+
+class ControllerPolicy:
+    """Batched world-model agent on host frames: one controller (flat [N]) per episode id.
+
+    Args:
+      run: the run; params: {"vae", "mdn", ...}; flats: f32 [E, N] one controller per episode;
+      unflatten: flat [N] -> controller pytree; key: PRNG key of V's posterior samples.
+    """
+
+    def __init__(self, run: Run, params: Any, flats: np.ndarray, unflatten: Any, key: jax.Array):
+        self.run, self.params, self.flats, self.key = run, params, flats, key
+        self.unflatten, self.t = unflatten, 0
+        step = functools.partial(dream.world_model_policy_step, cfg=run.dcfg)
+
+        def act(params, flats, carry, obs, key):
+            keys = jax.random.split(key, obs.shape[0])
+            return jax.vmap(
+                lambda f, c, o, k: step(params, ctrl=unflatten(f), carry=c, obs=o, key=k)
+            )(flats, carry, obs, keys)
+
+        self._act = jax.jit(act)
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids`` (-1 for idle slots): M's state is reset."""
+        self.ids = np.maximum(np.asarray(ids), 0)
+        self.carry = mdn_rnn.initial_state(self.run.dcfg.mdn, (len(ids),))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A] (after the action map)."""
+        self.t += 1
+        key = jax.random.fold_in(self.key, self.t)
+        a, self.carry, _ = self._act(self.params, self.flats[self.ids], self.carry, obs, key)
+        return np.asarray(a)
+
+
+# ----------------------------------------------------------------------------- stage helpers
+
+
+def stage_state(
+    run: Run, name: str, template: dict[str, Any]
+) -> tuple[checkpoint.Checkpointer, int, dict[str, Any], resume.Progress]:
+    """Restores stage ``name`` and brings its folder back to what the checkpoint covers.
+
+    ``template`` is the stage's state without ``"progress"`` (a `resume.Progress` is stored
+    beside it). As for PlaNet and SOLAR (`resume.reconcile`), metric rows written after the
+    restored checkpoint (or, with none, every row of an earlier attempt) are set aside under
+    ``<stage>/set_aside/<n>/``, so the resumed stage writes each row once.
+
+    Returns:
+      (checkpointer, next step, state, progress): the restored ones, or (.., 0, template,
+      Progress()) for a fresh start.
+    """
+    ckpt = checkpoint.Checkpointer(run.logdir / name / "checkpoints", max_to_keep=2)
+    restored = ckpt.restore({**template, "progress": resume.Progress().as_dict()})
+    progress = None if restored is None else resume.Progress.from_dict(restored[1]["progress"])
+    resumed = resume.reconcile(run.logdir / name, progress, restored and restored[0], unit="update")
+    if resumed.message:
+        print(f"{name}: {resumed.message}")
+    if restored is None:
+        return ckpt, 0, template, resumed.progress
+    state = {k: v for k, v in restored[1].items() if k != "progress"}
+    return ckpt, restored[0], state, resumed.progress
+
+
+def finished(run: Run, name: str, steps: int) -> bool:
+    """Whether stage ``name`` has a checkpoint at its last step ``steps``."""
+    directory = run.logdir / name / "checkpoints"
+    if not directory.is_dir():
+        return False
+    with checkpoint.Checkpointer(directory, create=False) as ckpt:
+        return steps in ckpt.steps()
+
+
+def require(run: Run, stage: str, needs: str, ok: bool) -> None:
+    """Raises `MissingInputError` naming stage ``needs`` to run before ``stage`` unless ``ok``."""
+    if not ok:
+        raise MissingInputError(
+            f"--stage={stage}: its inputs are missing in {run.logdir}; "
+            f"run --stage={needs} first (or --stage=all)"
+        )

@@ -1,0 +1,116 @@
+"""Console scripts: the `jaxplanet` dispatcher, and the installed entry points of a plain wheel."""
+
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from jaxplanet import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dispatcher_lists_commands_and_refuses_unknown(capsys):
+    assert cli.main([]) == 2
+    assert "planet,world-models,solar,plot" in capsys.readouterr().out
+    assert cli.main(["plannet"]) == 2
+    assert "unknown command 'plannet'; valid commands: planet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["plot", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: jaxplanet plot" in capsys.readouterr().out
+
+
+def test_console_scripts_run_from_a_non_editable_install(tmp_path):
+    """Build a wheel, install it (no deps) into a fresh venv, run each script's --help elsewhere.
+
+    The venv sees this environment's dependencies through a plain path entry (not a site dir,
+    so the editable checkout's finder is not loaded): jaxplanet itself comes from the wheel.
+    """
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("jaxplanet-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], *site.getsitepackages()}
+    (Path(purelib) / "outer_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    where = subprocess.run(
+        [str(python), "-c", "import jaxplanet; print(jaxplanet.__file__)"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(purelib), where
+    for module in ("experiments", "benchmarks"):  # checkout-only names are not installed
+        found = subprocess.run(
+            [str(python), "-c", f"import importlib.util as u; print(u.find_spec('{module}'))"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert found == "None", found
+    for script, usage in [
+        ("jaxplanet-planet", "usage: jaxplanet-planet"),
+        ("jaxplanet-plot", "usage: jaxplanet-plot"),
+        ("jaxplanet-solar", "usage: jaxplanet-solar"),
+        ("jaxplanet-world-models", "usage: jaxplanet-world-models"),
+    ]:
+        result = subprocess.run(
+            [str(venv / "bin" / script), "--help"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, (script, result.stderr[-2000:])
+        assert usage in result.stdout
