@@ -49,7 +49,7 @@ from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
 from jaxplanet.agents.planet_config import RESUMABLE_FIELDS, PlanetConfig
-from jaxplanet.planners import cem
+from jaxplanet.planet import acting
 
 # Independent random streams, folded into the run key with the episode index.
 _TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
@@ -85,14 +85,10 @@ def _make_functions(
     cpu_options = convs.cpu_compiler_options()  # Eigen convs on CPU ({} elsewhere)
 
     @functools.partial(jax.jit, compiler_options=cpu_options)
-    def act(params, belief, prev_action, obs, is_first, key, noise):
-        k_belief, k_plan, k_noise = jax.random.split(key, 3)
-        belief = planet.posterior_step(params, mcfg, belief, prev_action, obs, is_first)
-        start = planet.plan_start(belief, k_belief, pcfg.sample)
-        step = planet.latent_step(params, mcfg, pcfg.sample)
-        plan = cem.plan_with(pcfg, step, start, k_plan, action_dim)
-        action = plan[0] + noise * jax.random.normal(k_noise, (action_dim,))
-        return jnp.clip(action, -1.0, 1.0), start
+    def act(params, belief, prev_action, obs, is_first, key, noise):  # one definition: acting
+        return acting.act(
+            params, mcfg, pcfg, action_dim, belief, prev_action, obs, is_first, key, noise
+        )
 
     def sample_batch(replay_state, key):
         return replay.sample(replay_state, key, batch_size, seq_length)
