@@ -24,8 +24,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -223,7 +222,8 @@ class StopOnInterrupt:
                     self.requested.set()
                     sys.stderr.write(
                         "\nCtrl-C: stopping at the next safe point "
-                        f"(press again to quit at once). {self.message}".rstrip() + "\n"
+                        f"(press again to quit at once). {self.message}".rstrip()
+                        + "\n"
                     )
                     sys.stderr.flush()
                     threading.Thread(target=self._deadline, daemon=True).start()
@@ -269,15 +269,3 @@ class StopOnInterrupt:
             self._write.close()
             self._read.close()
         self._active = False
-
-
-@contextlib.contextmanager
-def stop_on_interrupt(grace: float = 15.0, message: str = "") -> Iterator[StopOnInterrupt]:
-    """Function form of `StopOnInterrupt`."""
-    with StopOnInterrupt(grace, message) as stop:
-        yield stop
-
-
-def output_rows(logdir: Path, files: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Rows naming where a run's outputs are, for banners and summaries."""
-    return [(name, str(logdir / rel) if rel else str(logdir)) for name, rel in files.items()]
