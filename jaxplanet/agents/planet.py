@@ -38,6 +38,7 @@ from jaxplanet import (
     console,
     convs,
     envs,
+    parallel,
     planet,
     plot,
     replay,
@@ -48,8 +49,9 @@ from jaxplanet import (
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
+from jaxplanet.agents import planet_scale as scale
 from jaxplanet.agents.planet_config import RESUMABLE_FIELDS, PlanetConfig
-from jaxplanet.planet import acting
+from jaxplanet.planet import acting, seeds
 
 # Independent random streams, folded into the run key with the episode index.
 _TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
@@ -60,26 +62,47 @@ class Functions(NamedTuple):
     """The jitted pieces of a PlaNet agent for one config and action size."""
 
     act: Any  # (params, belief, prev_action, obs, is_first, key, noise) -> (action, belief)
-    update: Any  # (train_state, replay_state, key) -> (train_state, metrics); replay on device
+    update: Any  # (train_state, replay_state, key) -> (train_state, metrics); None if sharded
     sample: Any  # (replay_state, key) -> batch, on the replay's device
     update_batch: Any  # (train_state, batch, key) -> (train_state, metrics)
     add_episode: Any  # (replay_state, episode) -> replay_state (donates the buffer)
     open_loop: Any  # (params, batch, key) -> uint8 [B, T, 64, 64, 3]
+    batch_sharding: Any = None  # where batches go for a sharded update (None: with params)
 
 
-def make_functions(cfg: PlanetConfig, action_dim: int) -> Functions:
+def make_functions(
+    cfg: PlanetConfig, action_dim: int, mesh: jax.sharding.Mesh | None = None
+) -> Functions:
     """Builds the jitted act / update / replay functions (compiled on first call).
 
-    Cached on the fields they depend on, so runs in one process share compilations.
+    With ``cfg.num_seeds`` = K > 1 the update, sample and update_batch functions take a leading
+    seed axis (train state, replay and keys [K, ...]; vmapped); ``act`` and ``open_loop`` stay
+    per seed. With a device ``mesh`` the update is the data-parallel ``update_batch`` (batch
+    split over the devices; ``update`` is None). Cached on the fields they depend on, so runs
+    in one process share compilations.
     """
     return _make_functions(
-        cfg.model, cfg.planner, cfg.batch_size, cfg.seq_length, cfg.video_context, action_dim
+        cfg.model,
+        cfg.planner,
+        cfg.batch_size,
+        cfg.seq_length,
+        cfg.video_context,
+        action_dim,
+        cfg.num_seeds,
+        mesh,
     )
 
 
 @functools.lru_cache(maxsize=8)
 def _make_functions(
-    mcfg, pcfg, batch_size: int, seq_length: int, context: int, action_dim: int
+    mcfg,
+    pcfg,
+    batch_size: int,
+    seq_length: int,
+    context: int,
+    action_dim: int,
+    num_seeds: int = 1,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Functions:
 
     cpu_options = convs.cpu_compiler_options()  # Eigen convs on CPU ({} elsewhere)
@@ -96,7 +119,6 @@ def _make_functions(
     def update_batch(train_state, batch, key):
         return planet.train_step(train_state, mcfg, batch, key)
 
-    @functools.partial(jax.jit, donate_argnums=0, compiler_options=cpu_options)
     def update(train_state, replay_state, key):
         k_batch, k_loss = jax.random.split(key)
         return update_batch(train_state, sample_batch(replay_state, k_batch), k_loss)
@@ -105,15 +127,24 @@ def _make_functions(
     def open_loop(params, batch, key):
         return planet.open_loop_predictions(params, mcfg, batch, context, key)
 
+    if num_seeds > 1:  # new names: update must call the per-seed functions inside the vmap
+        sample_fn, update_batch_fn, update_fn = map(
+            seeds.vmap_seeds, (sample_batch, update_batch, update)
+        )
+    else:
+        sample_fn, update_batch_fn, update_fn = sample_batch, update_batch, update
+    if mesh is not None:
+        fused = None
+        step = parallel.shard_train_step(
+            update_batch_fn, mesh, donate=True, compiler_options=cpu_options
+        )
+        target = parallel.batch_sharding(mesh)
+    else:
+        fused = jax.jit(update_fn, donate_argnums=0, compiler_options=cpu_options)
+        step = jax.jit(update_batch_fn, donate_argnums=0, compiler_options=cpu_options)
+        target = None
     add_episode = jax.jit(replay.add_episode, donate_argnums=0)
-    return Functions(
-        act,
-        update,
-        jax.jit(sample_batch),
-        jax.jit(update_batch, donate_argnums=0, compiler_options=cpu_options),
-        add_episode,
-        open_loop,
-    )
+    return Functions(act, fused, jax.jit(sample_fn), step, add_episode, open_loop, target)
 
 
 def replay_device(cfg: PlanetConfig) -> jax.Device | None:
@@ -133,19 +164,23 @@ def train(
     host_replay: bool = False,
     on_update: Callable[[int], None] | None = None,
 ) -> tuple[planet.TrainState, dict[str, jax.Array]]:
-    """``steps`` gradient updates on batches sampled from replay; metrics stacked [steps].
+    """``steps`` gradient updates on batches sampled from replay; metrics stacked [steps]
+    ([K, steps] for K seeds).
 
     A host loop over one jitted update: on XLA:CPU a lax.scan over the conv train step ran ~50x
     slower per step than the step alone (jax 0.10.2). Dispatch is asynchronous, so the host does
-    not wait between steps. With ``host_replay`` the batch is sampled where the replay lives and
-    the next batch is sent to the device while the current update runs (same keys, same
-    batches as device replay).
+    not wait between steps. ``key`` is [] or, for K seeds, [K] (every array then carries the
+    seed axis and ``fns`` are K seeds' `make_functions`). With ``host_replay`` (or a sharded
+    update) the batch is sampled where the replay lives and the next batch is sent to the
+    device(s) while the current update runs (same keys, same batches as device replay).
 
     At most two updates are in flight: after dispatching update ``i`` the host waits for update
     ``i - 1`` and calls ``on_update(i)`` (progress display, Ctrl-C check), so an interrupt is
     honoured within about one update rather than after all queued ones.
     """
     metrics: list[dict[str, jax.Array]] = []
+    keys = scale.split(key, steps)  # [steps], or [K, steps] for a key per seed
+    step_key = lambda i: keys[..., i]  # noqa: E731
 
     def dispatched(i: int, m: dict[str, jax.Array]) -> None:
         metrics.append(m)
@@ -154,26 +189,27 @@ def train(
         if on_update is not None:
             on_update(i)
 
-    if not host_replay:
-        for i, k in enumerate(jax.random.split(key, steps)):
-            train_state, m = fns.update(train_state, replay_state, k)
+    if not host_replay and fns.update is not None:
+        for i in range(steps):
+            train_state, m = fns.update(train_state, replay_state, step_key(i))
             dispatched(i, m)
     else:  # the keys the fused update splits inside: (batch key, loss key) per step
-        keys = [jax.random.split(k) for k in jax.random.split(key, steps)]
-        device = jax.tree.leaves(train_state.params)[0].sharding
+        pairs = [scale.split(step_key(i), 2) for i in range(steps)]
+        pairs = [(p[..., 0], p[..., 1]) for p in pairs]
+        target = fns.batch_sharding or jax.tree.leaves(train_state.params)[0].sharding
 
         def fetch(k: jax.Array) -> dict:  # in a worker thread: sample on the host, transfer
-            return jax.block_until_ready(jax.device_put(fns.sample(replay_state, k), device))
+            return jax.block_until_ready(jax.device_put(fns.sample(replay_state, k), target))
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(fetch, keys[0][0])
+            pending = pool.submit(fetch, pairs[0][0])
             for i in range(steps):
                 batch = pending.result()
                 if i + 1 < steps:  # the next batch is prepared while this update runs
-                    pending = pool.submit(fetch, keys[i + 1][0])
-                train_state, m = fns.update_batch(train_state, batch, keys[i][1])
+                    pending = pool.submit(fetch, pairs[i + 1][0])
+                train_state, m = fns.update_batch(train_state, batch, pairs[i][1])
                 dispatched(i, m)
-    return train_state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
+    return train_state, jax.tree.map(lambda *xs: jnp.stack(xs, axis=-1), *metrics)
 
 
 def root_key(cfg: PlanetConfig) -> jax.Array:
@@ -211,47 +247,101 @@ def planner_policy(
     return policy
 
 
-def make_env(cfg: PlanetConfig, seed: int) -> envs.HostEnv:
-    """The task of ``cfg.env``; action repeat / episode length default to the task's."""
+def env_options(cfg: PlanetConfig) -> dict[str, Any]:
+    """The task options a run sets (action repeat, episode length; 0 = the task's default)."""
     options: dict[str, Any] = {}
     if cfg.action_repeat:
         options["action_repeat"] = cfg.action_repeat
     if cfg.episode_length:
         options["episode_length"] = cfg.episode_length
-    return envs.make(cfg.env, seed=seed, **options)
+    return options
+
+
+def make_env(cfg: PlanetConfig, seed: int) -> envs.HostEnv:
+    """The task of ``cfg.env``; action repeat / episode length default to the task's."""
+    return envs.make(cfg.env, seed=seed, **env_options(cfg))
 
 
 def _mean_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in metrics.items() if k != "finite"}
 
 
-def _check_train_metrics(metrics: dict[str, np.ndarray], first_step: int) -> None:
-    """Stop on the first non-finite gradient step, naming it and the offending terms."""
+def _check_train_metrics(
+    metrics: dict[str, np.ndarray], first_step: int, seed_index: int | None = None
+) -> None:
+    """Stop on the first non-finite gradient step, naming it, the terms (and the seed)."""
     finite = np.asarray(metrics["finite"]).reshape(-1)
     for i in np.flatnonzero(~finite)[:1]:
-        planet.check_finite({k: np.asarray(v)[i] for k, v in metrics.items()}, first_step + i)
+        try:
+            planet.check_finite({k: np.asarray(v)[i] for k, v in metrics.items()}, first_step + i)
+        except planet.NonFiniteLossError as err:
+            if seed_index is None:
+                raise
+            raise planet.NonFiniteLossError(f"seed_{seed_index}: {err}") from None
 
 
 class Run:
-    """Mutable host-side handles of one run (envs, checkpointer, logger); state stays pure."""
+    """Mutable host-side handles of one run (lanes, checkpointer); state stays pure.
+
+    One `planet_scale.Lane` per seed; with one seed ``run.env``, ``run.eval_env``,
+    ``run.logger``, ``run.episode_dir`` are that seed's and ``logdir`` is its folder.
+    """
 
     def __init__(self, cfg: PlanetConfig, logdir: str | Path):
         self.cfg = cfg
         self.logdir = Path(logdir)
+        self.batched_env: Any = None  # K x N host envs, opened on the first batched round
+        self.ckpt: Any = None
         # Everything that can refuse the run does so before anything is written.
-        self.env = make_env(cfg, seed=cfg.seed)
-        self.eval_env = make_env(cfg, seed=cfg.seed + EVAL_ENV_SEED)
-        self.spec = self.env.spec
+        self.mesh = scale.make_mesh(cfg)
+        self.lanes = [
+            scale.Lane(
+                scale.lane_config(cfg, k),
+                scale.lane_dir(self.logdir, cfg, k),
+                make_env,
+                EVAL_ENV_SEED,
+            )
+            for k in range(cfg.num_seeds)
+        ]
+        self.spec = self.lanes[0].env.spec
+        if cfg.collect == "device" and not isinstance(self.lanes[0].env, envs.JaxHostAdapter):
+            self.close()
+            raise config_lib.ConfigError(
+                f"--collect=device: {cfg.env} is not a pure-JAX task; valid: "
+                f"{', '.join(sorted(envs.JAX_ENVS))} (or use --collect=host)"
+            )
         config_dict = config_lib.to_dict(cfg)
         checkpoint.check_config(self.logdir, config_dict, allowed=RESUMABLE_FIELDS)
         self.logdir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(self.logdir, config_dict)
-        self.episode_dir = self.logdir / "episodes"
         self.ckpt = checkpoint.Checkpointer(self.logdir / "checkpoints", cfg.keep_checkpoints)
-        self.logger: logging_lib.Logger | None = None  # opened once the run dir is reconciled
+
+    @property
+    def batched(self) -> bool:
+        """Whether rounds go through the batched path (more than one episode, or on device)."""
+        cfg = self.cfg
+        return cfg.num_envs * cfg.num_seeds > 1 or cfg.collect == "device"
+
+    def host_envs(self) -> Any:
+        """The K x N envs of a batched host round (worker processes for simulated tasks)."""
+        if self.batched_env is None:
+            from jaxplanet.envs import vector
+
+            self.batched_env = vector.make_batched(
+                self.cfg.env,
+                self.cfg.num_envs * self.cfg.num_seeds,
+                seed=self.cfg.seed,
+                **env_options(self.cfg),
+            )
+        return self.batched_env
+
+    def __getattr__(self, name: str) -> Any:  # the one seed's handles
+        if name in ("env", "eval_env", "logger", "episode_dir") and self.cfg.num_seeds == 1:
+            return getattr(self.lanes[0], name)
+        raise AttributeError(name)
 
     def close(self) -> None:
-        for obj in (self.env, self.eval_env, self.logger, self.ckpt):
+        for obj in (*self.lanes, self.batched_env, self.ckpt):
             if obj is not None:
                 obj.close()
 
@@ -270,7 +360,9 @@ def train_and_evaluate(
     Returns:
       ``episodes``, ``env_steps``, ``grad_steps``, ``wall_seconds`` (this session), the last
       ``eval_return`` (with ``eval_episode``, ``eval_episodes``), ``random_return``, the last
-      ``train_return`` (one episode with exploration noise) and ``logdir``.
+      ``train_return`` (one episode with exploration noise) and ``logdir``. With K seeds these
+      are seed 0's, ``seeds`` lists every seed's and ``eval_return_mean`` / ``_std`` (and
+      ``train_return_mean`` / ``_std``) summarise them.
 
     Raises:
       checkpoint.ConfigMismatchError: ``logdir`` holds a run with a different config.
@@ -289,7 +381,15 @@ def train_and_evaluate(
         run.close()
     plot.try_write_learning_curves(run.logdir)
     summary["wall_seconds"] = time.perf_counter() - began
-    summary.update(_logged_returns(run.logdir))
+    per_seed = [_logged_returns(lane.logdir) for lane in run.lanes]
+    summary.update(per_seed[0])
+    if cfg.num_seeds > 1:  # seed 0's figures above; the spread over seeds here
+        summary["seeds"] = per_seed
+        for name in ("eval_return", "train_return"):
+            values = [r[name] for r in per_seed if name in r]
+            if len(values) == len(per_seed):
+                summary[f"{name}_mean"] = float(np.mean(values))
+                summary[f"{name}_std"] = float(np.std(values))
     summary["logdir"] = str(run.logdir)
     return summary
 
@@ -343,9 +443,22 @@ def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int)
         ),
         (
             "output",
-            f"{run.logdir}/  metrics.jsonl, TensorBoard events, videos/, checkpoints/, episodes/",
+            f"{run.logdir}/  metrics.jsonl, TensorBoard events, videos/, checkpoints/, episodes/"
+            if cfg.num_seeds == 1
+            else f"{run.logdir}/  checkpoints/, learning_curves.png; seed_0/ .. "
+            f"seed_{cfg.num_seeds - 1}/: metrics.jsonl, TensorBoard events, videos/, episodes/",
         ),
     ]
+    if cfg.num_envs > 1 or cfg.num_seeds > 1 or run.mesh is not None or cfg.collect == "device":
+        where = "on the device (lax.scan)" if cfg.collect == "device" else "from the host"
+        rows.insert(
+            3,
+            (
+                "scale",
+                f"{cfg.num_seeds} seed(s) x {cfg.num_envs} env(s) per round, collected {where}; "
+                f"{run.mesh.devices.size if run.mesh is not None else 1} device(s) for training",
+            ),
+        )
     return console.banner(f"PlaNet on {spec.name}", rows, warnings) + "\n" + describe(cfg)
 
 
@@ -369,7 +482,17 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("wall time", f"{console.format_duration(summary['wall_seconds'])} (this session)"),
     ]
-    if "eval_return" in summary:
+    if "eval_return_mean" in summary:
+        rows.append(
+            (
+                "eval return",
+                f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f}  mean ± std "
+                f"over {len(summary['seeds'])} seeds (per seed: "
+                + ", ".join(f"{r['eval_return']:.2f}" for r in summary["seeds"])
+                + ")",
+            )
+        )
+    elif "eval_return" in summary:
         rows.append(
             (
                 "eval return",
@@ -389,11 +512,14 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{summary['train_return']:.2f}  one episode with exploration noise",
             )
         )
+    seed_dirs = "seed_*/" if "seeds" in summary else ""
     rows += [
-        ("metrics", str(logdir / logging_lib.METRICS_FILE)),
+        ("metrics", str(logdir / seed_dirs / logging_lib.METRICS_FILE)),
         ("TensorBoard", f"tensorboard --logdir {logdir}"),
     ]
-    if (logdir / "videos").is_dir():
+    if seed_dirs:
+        rows.append(("videos", f"{logdir / seed_dirs / 'videos'}/"))
+    elif (logdir / "videos").is_dir():
         rows.append(
             (
                 "videos",
@@ -407,21 +533,27 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _run_state(train_state: Any, root: jax.Array, progress: resume.Progress) -> dict[str, Any]:
-    return {"train": train_state, "key": root, "progress": progress.as_dict()}
+def _run_state(
+    train_state: Any, root: jax.Array, progress: resume.Progress, lane_steps: Any = None
+) -> dict[str, Any]:
+    state = {"train": train_state, "key": root, "progress": progress.as_dict()}
+    if lane_steps is not None:  # K seeds: each seed's env steps [K]
+        state["lane_env_steps"] = np.asarray(lane_steps, np.int64)
+    return state
 
 
 def _watched(
-    policy: episodes_lib.Policy,
+    policy: Callable[[np.ndarray, Any], np.ndarray],
     stop: console.StopOnInterrupt,
     bar: console.RunProgress,
     name: str,
     steps: int,
-) -> episodes_lib.Policy:
-    """``policy`` that shows ``name i/steps`` on the bar and honours Ctrl-C at every step."""
+) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """``policy`` (one env's or a batch policy) that shows ``name i/steps`` on the bar and
+    honours Ctrl-C at every step."""
     count = [0]
 
-    def watched(obs: np.ndarray, is_first: bool) -> np.ndarray:
+    def watched(obs: np.ndarray, is_first: Any) -> np.ndarray:
         stop.check()
         count[0] += 1
         bar.inner(name, count[0], steps)
@@ -430,40 +562,74 @@ def _watched(
     return watched
 
 
+def _init_state(cfg: PlanetConfig, roots: jax.Array, action_dim: int) -> Any:
+    """Fresh train state(s): one, or K stacked [K, ...] for K seeds."""
+    keys = scale.fold(roots, _INIT)
+    if cfg.num_seeds == 1:
+        return init_train_state(cfg, keys, action_dim)
+    return _init_train_states(cfg.model, keys, action_dim)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_train_states(mcfg: planet.ModelConfig, keys: jax.Array, action_dim: int) -> Any:
+    return seeds.init_train_states(mcfg, keys, action_dim)
+
+
+def _root_keys(cfg: PlanetConfig) -> jax.Array:
+    """The root key [] of one seed, or the K seeds' root keys [K] (each a single run's)."""
+    if cfg.num_seeds == 1:
+        return root_key(cfg)
+    return seeds.root_keys(cfg.seed, cfg.num_seeds, cfg.prng_impl)
+
+
 def _loop(
     cfg: PlanetConfig, run: Run, stop: console.StopOnInterrupt, preset: str, verbose: bool
 ) -> dict[str, Any]:
-    spec, root = run.spec, root_key(cfg)
-    action_dim = spec.action_dim
-    fns = make_functions(cfg, action_dim)
+    spec, roots, lanes = run.spec, _root_keys(cfg), run.lanes
+    action_dim, many = spec.action_dim, cfg.num_seeds > 1
+    n_envs = cfg.num_envs
+    fns = make_functions(cfg, action_dim, run.mesh)
+    lane_fns = make_functions(scale.lane_config(cfg, 0), action_dim) if many else fns
 
     # The checkpoint decides what the run has done; files beyond it are set aside (resume.py).
-    train_state = init_train_state(cfg, jax.random.fold_in(root, _INIT), action_dim)
-    restored = run.ckpt.restore(_run_state(train_state, root, resume.Progress()))
+    train_state = _init_state(cfg, roots, action_dim)
+    zeros = [0] * cfg.num_seeds if many else None
+    restored = run.ckpt.restore(_run_state(train_state, roots, resume.Progress(), zeros))
     progress = None
     if restored is not None:
         train_state = restored[1]["train"]
         progress = resume.Progress.from_dict(restored[1]["progress"])
-    resumed = resume.reconcile(run.logdir, progress, restored and restored[0])
+    lane_steps = restored[1].get("lane_env_steps") if restored is not None else None
+    for k, lane in enumerate(lanes):
+        resumed = resume.reconcile(lane.logdir, progress, restored and restored[0])
+        lane.logger = logging_lib.Logger(lane.logdir)
+        lane.env_steps = (
+            int(lane_steps[k]) if lane_steps is not None else resumed.progress.env_steps
+        )
     progress = resumed.progress
-    run.logger = logging_lib.Logger(run.logdir)
+    if run.mesh is not None:
+        train_state = parallel.replicate(train_state, run.mesh)
 
-    # Replay: the episodes the checkpoint covers are loaded once into a fresh buffer.
+    # Replay: the episodes the checkpoint covers are loaded once into a fresh buffer per seed.
     capacity = replay.capacity_from_bytes(int(cfg.replay_bytes), spec.obs_shape, action_dim)
     capacity = min(capacity, cfg.episodes * (spec.agent_steps + 1))
-    returns: list[float] = []
 
-    def reloaded():  # streams the episodes so they are never held twice
-        for episode in replay.iter_episodes(run.episode_dir, limit=progress.episodes):
-            returns.append(float(episode["reward"].sum()))
+    def reloaded(lane: scale.Lane):  # streams the episodes so they are never held twice
+        for episode in replay.iter_episodes(lane.episode_dir, limit=progress.episodes):
+            lane.returns.append(float(episode["reward"].sum()))
             yield episode
 
     host = replay_device(cfg)
     with jax.default_device(host) if host is not None else contextlib.nullcontext():
-        replay_state = replay.episodes_to_state(reloaded(), capacity, spec.obs_shape, action_dim)
+        buffers = [
+            replay.episodes_to_state(reloaded(lane), capacity, spec.obs_shape, action_dim)
+            for lane in lanes
+        ]
+    replay_state = jax.tree.map(lambda *x: jnp.stack(x), *buffers) if many else buffers[0]
+    del buffers
     if host is not None:
         replay_state = jax.device_put(replay_state, host)
-    env_steps, evaluations = progress.env_steps, progress.evaluations
+    evaluations = progress.evaluations
     if verbose:
         print(banner(cfg, run, preset, capacity, replay.nbytes(replay_state)), flush=True)
         if restored is not None or resumed.set_aside is not None:
@@ -473,97 +639,147 @@ def _loop(
     bar = console.RunProgress(cfg.episodes, start, "planet", enabled=cfg.progress)
     summary: dict[str, Any] = {}
     first_train = max(start, cfg.seed_episodes)  # its first update compiles
+    act_fn = scale.make_act(cfg, action_dim, run.mesh) if run.batched else None
     try:
-        for index in range(start, cfg.episodes):
+        for index in range(start, cfg.episodes, n_envs):
             stop.check()
             began = time.perf_counter()
-            row: dict[str, Any] = {"episode": index + 1}
-            if index < cfg.seed_episodes:
-                policy = episodes_lib.random_policy(action_dim, seed=cfg.seed * 1_000_003 + index)
-                name = "random"
-            else:
-                grad_step = int(train_state.step)
-                key = jax.random.fold_in(jax.random.fold_in(root, _TRAIN), index)
+            train_rows: list[dict[str, Any]] = [{} for _ in lanes]
+            random = index < cfg.seed_episodes
+            name = "random" if random else "collect"
+            if not random:
+                grad_step = int(np.asarray(train_state.step).reshape(-1)[0])
+                key = scale.fold(roots, _TRAIN, index)
+                steps = cfg.train_steps * n_envs
                 compiling = " (compiling the update)" if index == first_train else ""
-                bar.phase(f"train 0/{cfg.train_steps}{compiling}")
+                bar.phase(f"train 0/{steps}{compiling}")
 
-                def on_update(i: int) -> None:
+                def on_update(i: int, steps: int = steps) -> None:
                     stop.check()
-                    bar.inner("train", i + 1, cfg.train_steps)
+                    bar.inner("train", i + 1, steps)
 
                 train_state, metrics = train(
-                    fns,
-                    train_state,
-                    replay_state,
-                    key,
-                    cfg.train_steps,
-                    host is not None,
-                    on_update,
+                    fns, train_state, replay_state, key, steps, host is not None, on_update
                 )
                 metrics = jax.device_get(metrics)
-                _check_train_metrics(metrics, grad_step)
-                row.update({f"train/{k}": v for k, v in _mean_metrics(metrics).items()})
-                key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), index)
-                policy = planner_policy(
-                    fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
-                )
-                name = "collect"
+                for k in range(len(lanes)):
+                    lane_metrics = seeds.index(metrics, k) if many else metrics
+                    _check_train_metrics(lane_metrics, grad_step, k if many else None)
+                    train_rows[k] = {
+                        f"train/{m}": v for m, v in _mean_metrics(lane_metrics).items()
+                    }
                 if index == first_train:
                     bar.phase(f"collect 0/{spec.agent_steps} (compiling the planner)")
-            policy = _watched(policy, stop, bar, name, spec.agent_steps)
-            episode = episodes_lib.run_episode(run.env, policy, seed=cfg.seed * 1_000_003 + index)
-            arrays = episodes_lib.episode_arrays(episode)
-            replay.save_episode(run.episode_dir, arrays, index)
-            replay_state = fns.add_episode(replay_state, arrays)
-            returns.append(episode["return"])
-            env_steps += episode["length"] * spec.action_repeat
-            seconds = time.perf_counter() - began
-            row.update(
-                {
-                    "train_return": episode["return"],
-                    "grad_steps": int(train_state.step),
-                    "env_steps_per_second": episode["length"] * spec.action_repeat / seconds,
-                }
+            watch = functools.partial(
+                _watched, stop=stop, bar=bar, name=name, steps=spec.agent_steps
             )
-            if index + 1 == cfg.seed_episodes:
-                row["random_return"] = float(np.mean(returns[: cfg.seed_episodes]))
-                bar.set(random=row["random_return"])
-            run.logger.scalars(env_steps, row)
-            summary.update(row)
-            bar.set(
-                env_steps=str(env_steps),
-                updates=str(int(train_state.step)),
-                train_ret=episode["return"],
-            )
-            if index >= cfg.seed_episodes and cfg.eval_every and (index + 1) % cfg.eval_every == 0:
-                bar.phase("eval")
-                evaluated = evaluate(
+            if run.batched:
+                collected = scale.collect_round(
                     cfg,
-                    run,
-                    fns,
+                    lanes,
+                    run.host_envs() if cfg.collect == "host" else None,
+                    act_fn,
                     train_state.params,
-                    env_steps,
+                    roots,
                     index,
-                    lambda p: _watched(p, stop, bar, "eval", spec.agent_steps),
+                    random,
+                    _COLLECT,
+                    watch,
                 )
-                summary.update(evaluated)
-                bar.set(eval=evaluated["eval_return"])
+            else:
+                if random:
+                    policy = episodes_lib.random_policy(
+                        action_dim, seed=scale.episode_seed(cfg.seed, index)
+                    )
+                else:
+                    key = jax.random.fold_in(jax.random.fold_in(roots, _COLLECT), index)
+                    policy = planner_policy(
+                        fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
+                    )
+                episode = episodes_lib.run_episode(
+                    run.env, watch(policy), seed=scale.episode_seed(cfg.seed, index)
+                )
+                collected = [[episode]]
+            seconds = time.perf_counter() - began
+            round_steps = sum(e["length"] for eps in collected for e in eps) * spec.action_repeat
+            grad_steps = int(np.asarray(train_state.step).reshape(-1)[0])
+            for j in range(n_envs):  # in index order: file, replay, log row
+                episode_index = index + j
+                for k, lane in enumerate(lanes):
+                    episode = collected[k][j]
+                    arrays = episodes_lib.episode_arrays(episode)
+                    replay.save_episode(lane.episode_dir, arrays, episode_index)
+                    if many:
+                        replay_state = scale.add_lane(replay_state, arrays, k)
+                    else:
+                        replay_state = fns.add_episode(replay_state, arrays)
+                    lane.returns.append(episode["return"])
+                    lane.env_steps += episode["length"] * spec.action_repeat
+                    row: dict[str, Any] = {"episode": episode_index + 1}
+                    row.update(train_rows[k] if j == 0 else {})
+                    row.update(
+                        {
+                            "train_return": episode["return"],
+                            "grad_steps": grad_steps,
+                            "env_steps_per_second": round_steps / seconds,
+                        }
+                    )
+                    if episode_index + 1 == cfg.seed_episodes:
+                        row["random_return"] = float(np.mean(lane.returns[: cfg.seed_episodes]))
+                    lane.logger.scalars(lane.env_steps, row)
+                    if k == 0:
+                        summary.update(row)
+                        if "random_return" in row:
+                            bar.set(random=row["random_return"])
+                bar.set(
+                    env_steps=str(lanes[0].env_steps),
+                    updates=str(grad_steps),
+                    train_ret=collected[0][j]["return"],
+                )
+            last = index + n_envs  # episodes done after this round
+            due = cfg.eval_every and any(
+                i >= cfg.seed_episodes and (i + 1) % cfg.eval_every == 0 for i in range(index, last)
+            )
+            if due:
+                bar.phase("eval")
+                for k, lane in enumerate(lanes):
+                    params = seeds.index(train_state.params, k) if many else train_state.params
+                    evaluated = evaluate(
+                        lane.cfg,
+                        lane,
+                        lane_fns,
+                        params,
+                        lane.env_steps,
+                        last - 1,
+                        lambda p: _watched(p, stop, bar, "eval", spec.agent_steps),
+                    )
+                    if k == 0:
+                        summary.update(evaluated)
+                        bar.set(eval=evaluated["eval_return"])
+                if many:
+                    plot.try_write_learning_curves(run.logdir)
                 evaluations += 1
-            if (index + 1) % cfg.checkpoint_every == 0 or index + 1 == cfg.episodes:
+            if any((i + 1) % cfg.checkpoint_every == 0 for i in range(index, last)) or (
+                last == cfg.episodes
+            ):
                 bar.phase("checkpoint")
                 done = resume.Progress(
-                    index + 1, env_steps, int(train_state.step), evaluations, run.logger.rows
+                    last, lanes[0].env_steps, grad_steps, evaluations, lanes[0].logger.rows
                 )
+                steps_now = [lane.env_steps for lane in lanes] if many else None
                 run.ckpt.save(
-                    index + 1, _run_state(train_state, root, done), config_lib.to_dict(cfg)
+                    last, _run_state(train_state, roots, done, steps_now), config_lib.to_dict(cfg)
                 )
-            bar.episode_done(time.perf_counter() - began, representative=index > first_train)
+            per_episode = (time.perf_counter() - began) / n_envs
+            for _ in range(n_envs):
+                bar.episode_done(per_episode, representative=index > first_train)
     except BaseException:
         bar.close(interrupted=True)
         raise
     bar.phase("done")
     bar.close()
-    return {"episodes": cfg.episodes, "env_steps": env_steps, "grad_steps": int(train_state.step)}
+    grad_steps = int(np.asarray(train_state.step).reshape(-1)[0])
+    return {"episodes": cfg.episodes, "env_steps": lanes[0].env_steps, "grad_steps": grad_steps}
 
 
 def evaluate_episodes(

@@ -84,6 +84,24 @@ class PlanetConfig:
     prng_impl: Literal["threefry2x32", "rbg"] = _field(
         "threefry2x32", "PRNG implementation (rbg compiles much faster on CPU)"
     )
+    num_envs: int = _field(
+        1,
+        "episodes collected at once per round, with one batched planner call per step; "
+        "train_steps updates per collected episode are made before each round",
+    )
+    num_seeds: int = _field(
+        1,
+        "independent agents (seeds seed .. seed+K-1) trained in one program by vmap; seed k "
+        "writes to logdir/seed_k",
+    )
+    devices: int = _field(
+        1, "devices for data-parallel training and sharded planning (0 = all of jax.devices())"
+    )
+    collect: Literal["host", "device"] = _field(
+        "host",
+        "where episodes are collected: a host loop over the env, or (pure-JAX tasks such as "
+        "point_reach) one lax.scan of env step + planning on the device",
+    )
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
 
@@ -113,6 +131,36 @@ class PlanetConfig:
             raise config_lib.ConfigError("--model.variant: must be rssm, ssm or rnn")
         if self.planner.top_k > self.planner.candidates:
             raise config_lib.ConfigError("--planner.top_k: must be <= --planner.candidates")
+        self._validate_scale()
+
+    def _validate_scale(self) -> None:
+        """Checks of --num_envs, --num_seeds, --devices and --collect."""
+        for name in ("num_envs", "num_seeds"):
+            if getattr(self, name) < 1:
+                raise config_lib.ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        if self.devices < 0:
+            raise config_lib.ConfigError(f"--devices: must be >= 0 (0 = all), got {self.devices}")
+        n = self.num_envs
+        for name in ("episodes", "seed_episodes"):
+            if getattr(self, name) % n:
+                raise config_lib.ConfigError(
+                    f"--{name}: must be a multiple of --num_envs={n} (episodes are collected "
+                    f"in rounds of {n}), got {getattr(self, name)}"
+                )
+        if self.num_seeds > 1 and self.prng_impl != "threefry2x32":
+            raise config_lib.ConfigError(
+                f"--num_seeds={self.num_seeds}: needs --prng_impl=threefry2x32 (rbg keys draw "
+                "other numbers under vmap, so seed k would not equal a single run with seed k)"
+            )
+        if self.devices != 1 and self.num_seeds > 1:
+            raise config_lib.ConfigError(
+                "--devices: sharding over devices is for one seed; with --num_seeds > 1 "
+                "use --devices=1 (the seeds are vmapped on one device)"
+            )
+        if self.devices != 1 and self.collect == "device":
+            raise config_lib.ConfigError(
+                "--collect=device: runs the collection scan on one device; use --devices=1"
+            )
 
 
 # Fields that may change when a run directory is resumed (more episodes, other reporting).
@@ -125,6 +173,7 @@ RESUMABLE_FIELDS = frozenset(
         "progress",
         "debug_nans",
         "keep_checkpoints",
+        "devices",
     }
 )
 

@@ -31,10 +31,13 @@ EXAMPLES = """examples:
   jaxplanet-planet --logdir=runs/quick --episodes=80         # extend a finished run
   jaxplanet-planet --logdir=runs/quick --mode=eval --eval_episodes=5
   jaxplanet-planet --env=cheetah_run --model.free_nats=2 --planner.horizon=15
+  jaxplanet-planet --env=point_reach --preset=quick --num_envs=4 --episodes=60 --seed_episodes=8
+  jaxplanet-planet --env=walker_walk --num_seeds=3          # 3 seeds in one vmapped program
 
 Defaults are the paper preset's; where the quick or tiny preset differs, its value follows.
 A --logdir that holds a run resumes it (Ctrl-C stops cleanly; only --episodes, --eval_every,
---eval_episodes, --video, --progress, --debug_nans and --keep_checkpoints may change)."""
+--eval_episodes, --video, --progress, --debug_nans, --keep_checkpoints and --devices may
+change)."""
 
 SECTIONS = {
     "collection and training": (
@@ -63,6 +66,7 @@ SECTIONS = {
         "debug_nans",
         "prng_impl",
     ),
+    "scale: environments, seeds and devices": ("num_envs", "num_seeds", "devices", "collect"),
 }
 
 

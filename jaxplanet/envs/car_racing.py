@@ -38,6 +38,7 @@ __all__ = [
     "host_factory",
     "make",
     "make_gym",
+    "pixel_host",
     "pixel_wrapper_class",
     "require",
     "single_threaded_blas",
@@ -197,6 +198,19 @@ def single_threaded_blas() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def pixel_host(make_gym_fn: Callable[..., Any], name: str, seed: int = 0, **options: Any) -> Any:
+    """`HostEnv` over ``make_gym_fn(**options)``, a `PixelWrapper` env (spec from its spaces).
+
+    The ``make_fn(name, seed=, **options)`` of `jaxplanet.envs.vector.WorkerEnvs` for a
+    `make_gym`-style factory: bind it with ``functools.partial(pixel_host, make_gym_fn)``.
+    """
+    env = make_gym_fn(**options)
+    repeat = int(options.get("action_repeat", env.get_wrapper_attr("_repeat")))
+    length = int(options.get("episode_length", env.get_wrapper_attr("_max_steps") * repeat))
+    spec = EnvSpec(name, (64, 64, 3), int(env.action_space.shape[0]), repeat, length)
+    return PixelHostEnv(env, spec, seed)
+
+
 def vector_episodes(
     make_gym_fn: Callable[..., Any],
     options: dict[str, Any],
@@ -207,10 +221,11 @@ def vector_episodes(
     progress: bool = True,
     desc: str = "episodes",
 ) -> list[dict[str, Any]]:
-    """Runs one episode per seed in `workers` processes (`gymnasium.vector.AsyncVectorEnv`).
+    """Runs one episode per seed in `workers` processes (`jaxplanet.envs.vector.WorkerEnvs`,
+    i.e. `gymnasium.vector.AsyncVectorEnv`).
 
-    Episodes run in waves of `workers`; a finished env idles (its autoreset steps are ignored)
-    until its wave ends.
+    Episodes run in waves of `workers`; a finished env idles (it is no longer stepped) until
+    its wave ends. An error in a worker raises `jaxplanet.envs.vector.WorkerEnvError`.
 
     Args:
       make_gym_fn: picklable `make_gym(**options)` of a `PixelWrapper` env.
@@ -224,25 +239,26 @@ def vector_episodes(
       progress: show a progress bar over episodes.
 
     Returns:
-      One dict per seed: `return`, `length`, `terminated`, and with `record` the arrays `obs`
-      uint8 [T + 1, 64, 64, 3], `action` f32 [T + 1, A], `reward` f32 [T + 1], `is_first`.
+      One dict per seed: `return` (sum of the f32 rewards), `length`, `terminated`, and with
+      `record` the arrays `obs` uint8 [T + 1, 64, 64, 3], `action` f32 [T + 1, A], `reward` f32
+      [T + 1], `is_first`.
     """
-    gymnasium = require("gymnasium", "vector rollouts")
+    require("gymnasium", "vector rollouts")
     from tqdm.auto import tqdm
 
+    from jaxplanet.envs.vector import WorkerEnvs
+
     workers = max(1, min(workers, len(seeds)))
-    fn = functools.partial(make_gym_fn, **options)
-    with single_threaded_blas():  # each worker is one process: threaded BLAS only contends
-        vec = gymnasium.vector.AsyncVectorEnv([fn] * workers, context="spawn")
+    name = f"{getattr(make_gym_fn, '__module__', '')}.{getattr(make_gym_fn, '__qualname__', '')}"
+    make_fn = functools.partial(pixel_host, make_gym_fn)
+    vec = WorkerEnvs(name, workers, seeds[0] if seeds else 0, make_fn=make_fn, **options)
     out: list[dict[str, Any]] = []
     bar = tqdm(total=len(seeds), desc=desc, unit="episode", disable=not progress)
     try:
         for start in range(0, len(seeds), workers):
             ids = list(range(start, min(len(seeds), start + workers)))
             pad = workers - len(ids)
-            obs, _ = vec.reset(
-                seed=[seeds[i] for i in ids] + [seeds[ids[-1]] + 1 + j for j in range(pad)]
-            )
+            obs = vec.reset([seeds[i] for i in ids] + [seeds[ids[-1]] + 1 + j for j in range(pad)])
             policy.start(ids + [-1] * pad)
             active = np.arange(workers) < len(ids)
             eps = [
@@ -258,7 +274,7 @@ def vector_episodes(
             ]
             while active.any():
                 actions = np.asarray(policy.act(obs), np.float32)
-                obs, rewards, terms, truncs, _ = vec.step(actions)
+                obs, rewards, terms, truncs = vec.step(actions)
                 for j in np.flatnonzero(active):
                     ep = eps[j]
                     ep["return"] += float(rewards[j])

@@ -6,8 +6,9 @@ Both return episodes in the record convention of `jaxplanet.agents.episodes` and
 an episode of T agent steps has T + 1 records (obs uint8 [T+1, 64, 64, 3], action f32
 [T+1, A], reward f32 [T+1], is_first bool [T+1]).
 
-* `host_episodes(envs, policy, seeds)`: N `HostEnv`s reset with their seeds and stepped in
-  lock step; ``policy`` (e.g. `acting.batch_policy`) is called once per step for all of them.
+* `host_episodes(envs, policy, seeds)`: N host envs (a `jaxplanet.envs.vector` batched env,
+  e.g. worker processes, or a list of `HostEnv`s) reset with their seeds and stepped in lock
+  step; ``policy`` (e.g. `acting.batch_policy`) is called once per step for all of them.
 * `device_episodes(env, params, ...)`: for a `JaxEnv` (``point_reach``), the whole collection
   of N episodes (env step + belief update + CEM + exploration noise) is one ``lax.scan`` inside
   ``jit``: no host round trip between steps. `add_episodes` writes them into a replay buffer
@@ -21,7 +22,7 @@ Keys: episode i resets with ``reset_keys[i]`` and plans step t with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -33,19 +34,23 @@ from jaxplanet.planet.acting import BatchPolicy, act_batch, step_keys
 from jaxplanet.planet.model import ModelConfig
 from jaxplanet.planners import cem
 
+if TYPE_CHECKING:
+    from jaxplanet.envs.vector import BatchedEnv
+
 __all__ = ["add_episodes", "device_episodes", "host_episodes", "split_episodes"]
 
 
 def host_episodes(
-    envs: Sequence[HostEnv], policy: BatchPolicy, seeds: Sequence[int]
+    envs: BatchedEnv | Sequence[HostEnv], policy: BatchPolicy, seeds: Sequence[int]
 ) -> list[dict[str, Any]]:
     """Runs one episode in each of N host environments, stepping them together.
 
-    An environment that ends before the others is no longer stepped (its rows are dropped
-    from the policy's later actions). Episodes of different lengths are fine.
+    An environment that ends before the others is no longer recorded (its later outputs are
+    ignored). Episodes of different lengths are fine.
 
     Args:
-      envs: N environments of one task.
+      envs: a batched env of N rows (`jaxplanet.envs.vector`, e.g. worker processes), or N
+        `HostEnv`s of one task (stepped one after another in this process).
       policy: ``policy(obs uint8 [N, 64, 64, 3], is_first bool [N]) -> actions [N, A]``.
       seeds: N reset seeds.
 
@@ -53,24 +58,28 @@ def host_episodes(
       N episode dicts as ``episodes.run_episode`` returns them: ``obs`` [T+1, 64, 64, 3],
       ``action`` [T+1, A], ``reward`` [T+1], ``is_first`` [T+1], ``return``, ``length``.
     """
-    if len(envs) != len(seeds) or not envs:
-        raise ValueError(f"need one seed per env, got {len(envs)} envs and {len(seeds)} seeds")
-    action_dim = envs[0].spec.action_dim
-    obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)]
+    if not hasattr(envs, "num_envs"):
+        from jaxplanet.envs import vector
+
+        envs = vector.InProcessEnvs(list(envs))
+    if envs.num_envs != len(seeds) or not len(seeds):
+        raise ValueError(f"need one seed per env, got {envs.num_envs} envs and {len(seeds)} seeds")
+    action_dim = envs.spec.action_dim
+    obs = envs.reset([int(s) for s in seeds])
     records = [
         {"obs": [o], "action": [np.zeros(action_dim, np.float32)], "reward": [0.0]} for o in obs
     ]
-    active = np.ones(len(envs), bool)
+    active = np.ones(len(seeds), bool)
     first = True
     while active.any():
-        actions = np.asarray(policy(np.stack(obs), np.full(len(envs), first)), np.float32)
+        actions = np.asarray(policy(obs, np.full(len(seeds), first)), np.float32)
         first = False
+        obs, reward, terminated, truncated = envs.step(actions)
         for i in np.flatnonzero(active):
-            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[i])
             records[i]["obs"].append(obs[i])
             records[i]["action"].append(np.clip(actions[i], -1.0, 1.0))
-            records[i]["reward"].append(float(reward))
-            active[i] = not (terminated or truncated)
+            records[i]["reward"].append(float(reward[i]))
+            active[i] = not (terminated[i] or truncated[i])
     out = []
     for rec in records:
         rewards = np.asarray(rec["reward"], np.float32)

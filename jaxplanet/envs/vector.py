@@ -1,0 +1,558 @@
+"""Batched host environments: N episodes of one task stepped in lock step.
+
+PlaNet's ``--num_envs=N`` collects N episodes at once. A `BatchedEnv` holds N `HostEnv`s of one
+task and steps them together: ``reset(seeds)`` starts one episode per env, ``step(actions)``
+applies one agent action per env. Two implementations:
+
+* `InProcessEnvs`: a list of `HostEnv`s stepped one after another in this process (pure-JAX
+  tasks such as ``point_reach``, where processes would only add overhead, or N = 1);
+* `WorkerEnvs`: each env built and stepped in its own worker process
+  (`gymnasium.vector.AsyncVectorEnv`, ``context="spawn"``), so that host simulators
+  (dm_control, gymnasium, vizdoom) step in parallel.
+
+    with make_batched("cartpole_swingup", num_envs=4, seed=0) as batch:
+        obs = batch.reset([10, 11, 12, 13])                 # uint8 [4, 64, 64, 3]
+        obs, reward, terminated, truncated = batch.step(a)  # a: f32 [4, A] in [-1, 1]
+
+Determinism: env i built with seed s_i and reset with seed r behaves exactly like
+``envs.make(name, seed=s_i, **options)`` reset with ``seed=r`` and stepped with the same actions,
+in either implementation (a test checks it).
+
+End of episode: the caller stops using an env's outputs once it reports terminated or
+truncated. Later `step` calls leave that env alone (its action is ignored, nothing is simulated
+or auto-reset) and its outputs are meaningless until the next `reset`: today the final frame, a
+zero reward and the final flags repeated, but do not rely on them. `reset(seeds)` restarts every
+env regardless (for `WorkerEnvs` whatever gymnasium's autoreset mode: the installed gymnasium's
+`AutoresetMode.DISABLED` is used where it exists, and an autoreset requested by older versions
+is a no-op in the worker).
+
+Workers: gymnasium is an optional dependency (``pip install 'jaxplanet[worldmodels]'``). Each
+worker uses one BLAS thread (`car_racing.single_threaded_blas`) and runs JAX on the CPU
+(``JAX_PLATFORMS=cpu``): host simulators must not contend for threads or grab accelerator memory.
+An error in a worker (an unknown option, a GL/rendering failure, an exception in `step`) closes
+the workers and raises `WorkerEnvError` in the parent, naming the task, the env index, its
+seed and the worker's traceback; a worker that dies outright (e.g. a segfault) raises it too
+(with the exit codes) instead of hanging. `close()` ends the workers; both classes are context
+managers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib.util
+import logging
+import operator
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from jaxplanet.envs.base import EnvSpec, HostEnv
+from jaxplanet.envs.car_racing import require, single_threaded_blas
+
+__all__ = [
+    "BatchedEnv",
+    "InProcessEnvs",
+    "WorkerEnvError",
+    "WorkerEnvs",
+    "host_gym_env_class",
+    "make_batched",
+]
+
+log = logging.getLogger(__name__)
+
+StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+class WorkerEnvError(RuntimeError):
+    """An environment failed in its worker process (or the worker died); names the env."""
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """N environments of one task stepped in lock step.
+
+    Attributes:
+      spec: `EnvSpec` of the task (every env has this spec).
+      num_envs: N.
+    """
+
+    spec: EnvSpec
+    num_envs: int
+
+    def reset(self, seeds: Sequence[int]) -> np.ndarray:
+        """Starts one episode per env, env i from ``seeds[i]``: obs uint8 [N, 64, 64, 3]."""
+        ...
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """actions f32 [N, A] in [-1, 1] -> (obs uint8 [N, 64, 64, 3], reward f32 [N],
+        terminated bool [N], truncated bool [N]).
+
+        Rewards are summed over the action repeat. After env i reports terminated or truncated,
+        its later outputs are meaningless until the next `reset` (its action is ignored).
+        """
+        ...
+
+    def close(self) -> None:
+        """Releases the environments (and ends worker processes)."""
+        ...
+
+
+class _Episode:
+    """A `HostEnv` and its running episode; steps after the episode's end change nothing.
+
+    After the end, `step` returns the final frame, reward 0 and the final flags again (the
+    "meaningless" outputs of `BatchedEnv`), so both implementations give identical arrays.
+    """
+
+    def __init__(self, env: HostEnv):
+        self.env = env
+        self.obs: np.ndarray | None = None
+        self.done = True
+        self.flags = (False, False)
+
+    @property
+    def started(self) -> bool:
+        return self.obs is not None
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=int(seed))
+        self.obs, self.done, self.flags = np.asarray(obs), False, (False, False)
+        return self.obs
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
+        if self.obs is None:
+            raise RuntimeError("call reset(seeds) before step(actions)")
+        if self.done:
+            return self.obs, 0.0, *self.flags
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.obs, self.flags = np.asarray(obs), (bool(terminated), bool(truncated))
+        self.done = self.flags[0] or self.flags[1]
+        return self.obs, float(reward), *self.flags
+
+
+class _Batched:
+    """Argument checks and the context-manager protocol shared by both implementations."""
+
+    spec: EnvSpec
+    num_envs: int
+
+    def _seeds(self, seeds: Sequence[int]) -> list[int]:
+        seeds = [operator.index(s) for s in seeds]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds (one per env), got {len(seeds)}")
+        return seeds
+
+    def _actions(self, actions: Any) -> np.ndarray:
+        a = np.asarray(actions, dtype=np.float32)
+        want = (self.num_envs, self.spec.action_dim)
+        if a.shape != want:
+            raise ValueError(f"actions must have shape [N, A] = {want}, got {a.shape}")
+        bad = ~np.isfinite(a).all(axis=1)
+        if bad.any():
+            raise ValueError(f"actions of envs {np.flatnonzero(bad).tolist()} contain NaN or inf")
+        return a
+
+    def _batch(self, outs: Sequence[tuple[np.ndarray, float, bool, bool]]) -> StepResult:
+        obs, rewards, terms, truncs = zip(*outs, strict=True)
+        return (
+            np.stack(obs).astype(np.uint8, copy=False),
+            np.asarray(rewards, np.float32),
+            np.asarray(terms, np.bool_),
+            np.asarray(truncs, np.bool_),
+        )
+
+    def close(self) -> None:  # overridden
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessEnvs(_Batched):
+    """N `HostEnv`s of one task stepped one after another in this process.
+
+    Args:
+      envs: the environments (all with the same `spec`); `close()` closes them.
+
+    Raises:
+      ValueError: no envs, or envs with different specs.
+    """
+
+    def __init__(self, envs: Sequence[HostEnv]):
+        envs = list(envs)
+        if not envs:
+            raise ValueError("InProcessEnvs needs at least one environment")
+        specs = {env.spec for env in envs}
+        if len(specs) != 1:
+            raise ValueError(f"environments of one task expected, got specs {sorted(specs)}")
+        self.envs = envs
+        self.spec: EnvSpec = envs[0].spec
+        self.num_envs = len(envs)
+        self._episodes = [_Episode(env) for env in envs]
+        self._closed = False
+
+    def _each(self, what: str, fn: Callable[[int, _Episode], Any]) -> list[Any]:
+        if self._closed:
+            raise RuntimeError(f"InProcessEnvs of {self.spec.name!r} is closed")
+        out = []
+        for i, episode in enumerate(self._episodes):
+            try:
+                out.append(fn(i, episode))
+            except Exception as e:
+                e.add_note(f"in {what} of env {i} of {self.num_envs} ({self.spec.name!r})")
+                raise
+        return out
+
+    def reset(self, seeds: Sequence[int]) -> np.ndarray:
+        """Resets env i with ``seeds[i]``: obs uint8 [N, 64, 64, 3]."""
+        seeds = self._seeds(seeds)
+        obs = self._each("reset", lambda i, ep: ep.reset(seeds[i]))
+        return np.stack(obs).astype(np.uint8, copy=False)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """actions f32 [N, A] -> (obs uint8 [N, 64, 64, 3], reward f32 [N], terminated bool [N],
+        truncated bool [N]); finished envs are not stepped (outputs meaningless)."""
+        a = self._actions(actions)
+        return self._batch(self._each("step", lambda i, ep: ep.step(a[i])))
+
+    def close(self) -> None:
+        """Closes every env (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            for env in self.envs:
+                env.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _WorkerFactory:
+    """Picklable ``env_fn`` of `AsyncVectorEnv`: a lazy `HostGymEnv` (built by its ``build``)."""
+
+    name: str
+    seed: int
+    index: int
+    options: Mapping[str, Any]
+    make_fn: Callable[..., HostEnv]
+    spec: EnvSpec
+
+    def __call__(self) -> Any:
+        return host_gym_env_class()(self)
+
+
+@functools.lru_cache(maxsize=1)
+def host_gym_env_class() -> type:
+    """`HostGymEnv(factory)`: a `gymnasium.Env` over a `HostEnv` built inside the worker.
+
+    Observation space Box uint8 ``spec.obs_shape`` (64x64x3), action space Box [-1, 1]^A. The
+    `HostEnv` is built by ``build()`` (which returns an error message instead of raising), not
+    by the constructor, so that `AsyncVectorEnv`'s space-reading dummy copy in the parent costs
+    nothing. ``reset(seed=None)`` (gymnasium's autoreset) keeps the finished episode; errors in
+    ``reset``/``step`` are re-raised as `WorkerEnvError` naming the env. Built on first use so
+    that gymnasium stays optional.
+    """
+    gymnasium = require("gymnasium", "worker-process environments")
+
+    class HostGymEnv(gymnasium.Env):
+        """A `HostEnv` as a `gymnasium.Env` (see `host_gym_env_class`)."""
+
+        metadata: dict[str, Any] = {"render_modes": []}
+
+        def __init__(self, factory: _WorkerFactory):
+            spec = factory.spec
+            self.factory = factory
+            self.observation_space = gymnasium.spaces.Box(0, 255, spec.obs_shape, np.uint8)
+            self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (spec.action_dim,), np.float32)
+            self.episode: _Episode | None = None
+
+        def _describe(self, what: str, err: BaseException) -> str:
+            f = self.factory
+            return (
+                f"environment {f.name!r} (env {f.index}, seed {f.seed}) failed in its worker "
+                f"process (pid {os.getpid()}) during {what}: {type(err).__name__}: {err}\n"
+                f"Worker traceback:\n{''.join(traceback.format_exception(err))}"
+            )
+
+        def build(self) -> str | None:
+            """Builds the `HostEnv`; returns None, or the error message if that failed."""
+            if self.episode is not None:
+                return None
+            f = self.factory
+            try:
+                env = f.make_fn(f.name, seed=f.seed, **f.options)
+                if env.spec != f.spec:
+                    env.close()
+                    raise ValueError(f"spec {env.spec} differs from the parent's {f.spec}")
+            except Exception as e:
+                return self._describe("build", e)
+            self.episode = _Episode(env)
+            return None
+
+        def reset(self, *, seed: int | None = None, options: Any = None):
+            """``reset(seed=int)`` starts an episode; seed None (an autoreset) is a no-op."""
+            if self.episode is None:
+                error = self.build()
+                if error is not None:
+                    raise WorkerEnvError(error)
+            assert self.episode is not None
+            if seed is None:
+                if not self.episode.started:
+                    raise WorkerEnvError(self._describe("reset", ValueError("no seed given")))
+                return self.episode.obs, {}
+            try:
+                return self.episode.reset(seed), {}
+            except Exception as e:
+                raise WorkerEnvError(self._describe("reset", e)) from None
+
+        def step(self, action: np.ndarray):
+            """action f32 [A] -> (obs, reward, terminated, truncated, {})."""
+            if self.episode is None:
+                raise WorkerEnvError(self._describe("step", RuntimeError("reset first")))
+            try:
+                return (*self.episode.step(action), {})
+            except Exception as e:
+                raise WorkerEnvError(self._describe("step", e)) from None
+
+        def close(self) -> None:
+            if self.episode is not None:
+                self.episode.env.close()
+                self.episode = None
+
+    return HostGymEnv
+
+
+@contextlib.contextmanager
+def _worker_environ() -> Iterator[None]:
+    """Processes started inside: one BLAS thread, JAX on the CPU (host simulators only)."""
+    saved = os.environ.get("JAX_PLATFORMS")
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    try:
+        with single_threaded_blas():
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("JAX_PLATFORMS", None)
+        else:
+            os.environ["JAX_PLATFORMS"] = saved
+
+
+def _default_make() -> Callable[..., HostEnv]:
+    from jaxplanet import envs  # lazy: `jaxplanet.envs` may come to import this module
+
+    return envs.make
+
+
+class WorkerEnvs(_Batched):
+    """N `HostEnv`s, each built and stepped in its own worker process.
+
+    Env i is ``make_fn(name, seed=seed + i, **options)`` built inside worker i, driven by
+    `gymnasium.vector.AsyncVectorEnv` (``context="spawn"``, shared-memory observations,
+    autoreset disabled); `step` sends all N actions at once and waits for the N results, so the
+    simulators run in parallel. One env is also built (and closed) in this process first, to
+    read the `spec` and to raise configuration errors (unknown name or option) right here.
+
+    Args:
+      name: task name, e.g. "cartpole_swingup" (see `jaxplanet.envs.names()`).
+      num_envs: N, worker processes.
+      seed: env i is built with ``seed + i`` (`reset(seeds)` then sets each episode's seed).
+      make_fn: picklable ``make_fn(name, seed=, **options) -> HostEnv`` (default
+        `jaxplanet.envs.make`), called in each worker.
+      timeout: seconds to wait for the workers in each call (None: no limit); a timeout closes
+        the workers and raises `WorkerEnvError`.
+      **options: task options, e.g. action_repeat, episode_length.
+
+    Attributes:
+      spec, num_envs: as in `BatchedEnv`; name: the task; seeds: the N build seeds;
+      processes: the N worker `multiprocessing.Process`es.
+
+    Raises:
+      ImportError: gymnasium is not installed (``pip install 'jaxplanet[worldmodels]'``).
+      UnknownEnvError, TypeError: from ``make_fn`` in this process.
+      WorkerEnvError: an env failed to build in its worker.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        num_envs: int,
+        seed: int = 0,
+        *,
+        make_fn: Callable[..., HostEnv] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ):
+        gymnasium = require("gymnasium", "worker-process environments")
+        if operator.index(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        make_fn = make_fn or _default_make()
+        probe = make_fn(name, seed=seed, **options)
+        try:
+            self.spec: EnvSpec = probe.spec
+        finally:
+            probe.close()
+        self.name, self.num_envs, self.timeout = name, int(num_envs), timeout
+        self.seeds = [int(seed) + i for i in range(self.num_envs)]
+        fns = [
+            _WorkerFactory(name, s, i, dict(options), make_fn, self.spec)
+            for i, s in enumerate(self.seeds)
+        ]
+        kwargs: dict[str, Any] = {}
+        mode = getattr(gymnasium.vector, "AutoresetMode", None)  # gymnasium >= 1.1
+        if mode is not None:
+            kwargs["autoreset_mode"] = mode.DISABLED
+        with _worker_environ():
+            self._vec: Any = gymnasium.vector.AsyncVectorEnv(
+                fns, context="spawn", shared_memory=True, copy=True, **kwargs
+            )
+        self.processes = list(self._vec.processes)
+
+        def build(vec: Any) -> tuple[str | None, ...]:  # all N at once, in the workers
+            vec.call_async("build")
+            return vec.call_wait(timeout)
+
+        errors = self._call("build", build)
+        failed = [e for e in errors if e is not None]
+        if failed:
+            self._shutdown(graceful=False)
+            raise WorkerEnvError(
+                f"{len(failed)} of {self.num_envs} {name!r} environments failed to build:\n\n"
+                + "\n".join(failed)
+            )
+
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Runs ``fn(vec)``; on any failure closes the workers and raises `WorkerEnvError`."""
+        if self._vec is None:
+            raise RuntimeError(f"WorkerEnvs of {self.name!r} is closed")
+        try:
+            return fn(self._vec)
+        except WorkerEnvError:  # raised in a worker; its message names the env
+            self._shutdown(graceful=False)
+            raise
+        except Exception as e:  # a dead worker (EOFError), a timeout, ...
+            dead = self._dead_workers()
+            self._shutdown(graceful=False)
+            raise WorkerEnvError(
+                f"{what} of {self.num_envs} {self.name!r} environments (seeds {self.seeds}) "
+                f"failed: {type(e).__name__}: {e}; "
+                + (f"workers that died: {dead}" if dead else "no worker had died")
+            ) from e
+        except BaseException:  # KeyboardInterrupt: do not leave workers behind
+            self._shutdown(graceful=False)
+            raise
+
+    def _dead_workers(self, wait: float = 1.0) -> str:
+        """'env i (seed s): exit code c, ...' for workers that have exited (waits up to `wait`
+        seconds for one to be reaped: a pipe closes just before its process is)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and all(p.exitcode is None for p in self.processes):
+            time.sleep(0.02)
+        return ", ".join(
+            f"env {i} (seed {self.seeds[i]}): exit code {p.exitcode}"
+            for i, p in enumerate(self.processes)
+            if p.exitcode is not None
+        )
+
+    def reset(self, seeds: Sequence[int]) -> np.ndarray:
+        """Resets env i with ``seeds[i]`` in parallel: obs uint8 [N, 64, 64, 3]."""
+        seeds = self._seeds(seeds)
+
+        def reset(vec: Any) -> np.ndarray:
+            vec.reset_async(seed=seeds)
+            return vec.reset_wait(self.timeout)[0]
+
+        return np.asarray(self._call("reset", reset), np.uint8)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """actions f32 [N, A] -> (obs uint8 [N, 64, 64, 3], reward f32 [N], terminated bool [N],
+        truncated bool [N]), the N envs stepped in parallel; finished envs are not stepped."""
+        a = self._actions(actions)
+
+        def step(vec: Any) -> tuple[Any, ...]:
+            vec.step_async(a)
+            return vec.step_wait(self.timeout)
+
+        obs, rewards, terms, truncs, _ = self._call("step", step)
+        return (
+            np.asarray(obs, np.uint8),
+            np.asarray(rewards, np.float32),
+            np.asarray(terms, np.bool_),
+            np.asarray(truncs, np.bool_),
+        )
+
+    def _shutdown(self, graceful: bool) -> None:
+        vec, self._vec = self._vec, None
+        if vec is None:
+            return
+        try:
+            with warnings.catch_warnings():  # "close while waiting for a pending call": expected
+                warnings.simplefilter("ignore")
+                vec.close(terminate=not graceful)
+        except Exception as e:  # e.g. a worker that died: make sure none is left
+            log.warning("closing %r workers: %s: %s", self.name, type(e).__name__, e)
+        for p in self.processes:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+    def close(self) -> None:
+        """Closes each env in its worker and ends the worker processes (idempotent)."""
+        self._shutdown(graceful=True)
+
+    def __del__(self) -> None:
+        if getattr(self, "_vec", None) is not None:
+            with contextlib.suppress(Exception):  # e.g. at interpreter exit
+                self._shutdown(graceful=False)
+
+
+def make_batched(
+    name: str, num_envs: int, seed: int = 0, workers: bool | None = None, **options: Any
+) -> BatchedEnv:
+    """N environments of task `name`, env i built with ``seed + i``.
+
+    Args:
+      name: task name (see `jaxplanet.envs.names()`).
+      num_envs: N.
+      seed: base seed: env i is ``envs.make(name, seed=seed + i, **options)``.
+      workers: True: `WorkerEnvs` (one process per env); False: `InProcessEnvs`; None: worker
+        processes for host-simulated tasks (dm_control, gymnasium, vizdoom) when N > 1, in this
+        process for pure-JAX tasks (`jaxplanet.envs.JAX_ENVS`, e.g. point_reach), for N = 1, and
+        (with a warning) when gymnasium is not installed.
+      **options: task options (action_repeat, episode_length, ...).
+
+    Returns:
+      a `BatchedEnv` (also a context manager).
+    """
+    from jaxplanet import envs
+
+    if operator.index(num_envs) < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if workers is None:
+        workers = num_envs > 1 and name not in envs.JAX_ENVS
+        if workers and importlib.util.find_spec("gymnasium") is None:
+            log.warning(
+                "gymnasium is not installed: stepping %d %r environments one after another in "
+                "this process (pip install 'jaxplanet[worldmodels]' for worker processes)",
+                num_envs,
+                name,
+            )
+            workers = False
+    if workers:
+        return WorkerEnvs(name, num_envs, seed, **options)
+    made: list[HostEnv] = []
+    try:
+        for i in range(num_envs):
+            made.append(envs.make(name, seed=seed + i, **options))
+    except BaseException:
+        for env in made:
+            env.close()
+        raise
+    return InProcessEnvs(made)
