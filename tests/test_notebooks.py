@@ -21,8 +21,8 @@ COLAB = "https://colab.research.google.com/github/jaxplanet/jaxplanet/blob/main/
 
 #: Notebooks measured over ~60 s at tiny settings (mostly XLA compilation), and the least
 #: number of images each must display.
-SLOW = {"planet_quickstart", "compose_cem"}
-MIN_IMAGES = {"planet_quickstart": 2, "compose_cem": 3}
+SLOW = {"planet_quickstart", "compose_cem", "world_models_dream", "solar_lqr"}
+MIN_IMAGES = {"planet_quickstart": 2, "compose_cem": 3, "world_models_dream": 6, "solar_lqr": 5}
 
 
 def _param(path: Path):
@@ -31,7 +31,8 @@ def _param(path: Path):
 
 
 def test_notebooks_exist():
-    assert {"planet_quickstart", "compose_cem"} <= {p.stem for p in NOTEBOOKS}
+    expected = {"planet_quickstart", "compose_cem", "world_models_dream", "solar_lqr"}
+    assert expected <= {p.stem for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in NOTEBOOKS])
