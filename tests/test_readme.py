@@ -28,3 +28,31 @@ def test_ci_runs_the_readme_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "pytest" in README.read_text()
     assert ci.rstrip().splitlines()[-1].strip() == "pytest"
+
+
+def _planet_commands() -> list[list[str]]:
+    """The README's `python -m experiments.planet` training commands, as argument lists."""
+    import shlex
+
+    out = []
+    for line in README.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("python -m experiments.planet ") and "--mode=eval" not in line:
+            argv = shlex.split(line)[3:]
+            if not any(a in ("--help", "--list_envs") for a in argv):
+                out.append(argv)
+    return out
+
+
+def test_readme_planet_commands_give_valid_configs():
+    """Every PlaNet training command printed in the README parses and validates (no run)."""
+    from jaxplanet import config as config_lib
+    from jaxplanet.agents import planet_config
+    from jaxplanet.cli import planet as planet_cli
+
+    commands = _planet_commands()
+    assert any("--num_seeds=3" in c for c in commands) and len(commands) >= 5
+    for argv in commands:
+        args, overrides = planet_cli.parse_args(argv)
+        cfg = config_lib.override(planet_config.preset(args.preset or "paper"), overrides)
+        cfg.validate()
