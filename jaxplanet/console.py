@@ -134,12 +134,14 @@ class RunProgress:
                 self.fields[k] = v if isinstance(v, str) else f"{v:.4g}"
         self._show(True)
 
-    def episode_done(self, seconds: float, representative: bool) -> None:
-        """Advances one episode; ``representative`` episodes (training, compiled) feed the ETA."""
+    def episode_done(self, seconds: float, representative: bool, count: int = 1) -> None:
+        """Advances ``count`` episodes that took ``seconds`` each (a round of ``count`` episodes
+        collected together: one line); ``representative`` ones (training, compiled) feed the
+        ETA."""
         if representative:
-            self._episode_seconds.append(seconds)
-        self.done += 1
-        self.bar.update(1)
+            self._episode_seconds.extend([seconds] * count)
+        self.done += count
+        self.bar.update(count)
         left = self.total - self.done
         if self._episode_seconds and left > 0:
             recent = self._episode_seconds[-10:]

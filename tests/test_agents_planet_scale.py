@@ -148,6 +148,11 @@ def test_num_seeds_equal_single_seed_runs_for_the_first_updates(tmp_path):
         _assert_close_rows(many[2:], one[2:], keys=[k for k in one[2] if k.startswith("train/")])
         losses.append(many[2]["train/loss"])
     assert len(set(losses)) == 3  # three different agents, not one copied
+    # --mode=eval evaluates every seed from the stacked checkpoint, into seed_k/eval.
+    evaluated = agent.evaluate_run(tmp_path / "k3")
+    assert evaluated["checkpoint_episodes"] == 3 and "seeds_eval_return_std" in evaluated
+    for k in range(3):
+        assert len(_rows(tmp_path / "k3" / f"seed_{k}" / "eval")) == 1
 
 
 # --collect=device: the whole round is one lax.scan ---------------------------------------------

@@ -771,8 +771,7 @@ def _loop(
                     last, _run_state(train_state, roots, done, steps_now), config_lib.to_dict(cfg)
                 )
             per_episode = (time.perf_counter() - began) / n_envs
-            for _ in range(n_envs):
-                bar.episode_done(per_episode, representative=index > first_train)
+            bar.episode_done(per_episode, representative=index > first_train, count=n_envs)
     except BaseException:
         bar.close(interrupted=True)
         raise
@@ -859,8 +858,9 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     The episodes are those of the in-training evaluation after the checkpoint's last episode
     (same env seeds and planning keys), so for a checkpoint at an evaluation episode the returns
     equal the logged ``eval_return``. Writes ``logdir/eval/metrics.jsonl`` and one open-loop
-    video per episode under ``logdir/eval/videos``. ``overrides`` may change reporting fields
-    only (e.g. eval_episodes).
+    video per episode under ``logdir/eval/videos`` (``logdir/seed_k/eval`` for each of K seeds;
+    the summary then has seed 0's figures and ``seeds_eval_return_mean`` / ``_std`` over the
+    seeds). ``overrides`` may change reporting fields only (e.g. eval_episodes).
     """
     logdir = Path(logdir)
     saved = checkpoint.read_config(logdir)
@@ -877,29 +877,59 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     cfg = config_lib.override(cfg, overrides)
     env = make_env(cfg, seed=cfg.seed + EVAL_ENV_SEED)
     action_dim = env.spec.action_dim
-    template = _run_state(
-        init_train_state(cfg, root_key(cfg), action_dim), root_key(cfg), resume.Progress()
-    )
+    env.close()
+    many = cfg.num_seeds > 1
+    roots = _root_keys(cfg)
+    zeros = [0] * cfg.num_seeds if many else None
+    template = _run_state(_init_state(cfg, roots, action_dim), roots, resume.Progress(), zeros)
     with checkpoint.Checkpointer(logdir / "checkpoints", create=False) as ckpt:
         restored = ckpt.restore(template)
     if restored is None:
         raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
     state = restored[1]
     progress = resume.Progress.from_dict(state["progress"])
-    params, env_steps = state["train"].params, progress.env_steps
-    fns = make_functions(cfg, action_dim)
-    episodes = evaluate_episodes(cfg, fns, params, env, progress.episodes - 1)
+    results = []
+    for k in range(cfg.num_seeds):
+        lane_cfg = scale.lane_config(cfg, k)
+        params = seeds.index(state["train"].params, k) if many else state["train"].params
+        env_steps = int(state["lane_env_steps"][k]) if many else progress.env_steps
+        results.append(
+            _evaluate_checkpoint(
+                lane_cfg,
+                scale.lane_dir(logdir, cfg, k),
+                params,
+                env_steps,
+                progress.episodes,
+                f"seed_{k}: " if many else "",
+            )
+        )
+    out: dict[str, Any] = {"checkpoint_episodes": progress.episodes, **results[0]}
+    if many:
+        means = [r["eval_return_mean"] for r in results]
+        out.update(
+            seeds_eval_return_mean=float(np.mean(means)),
+            seeds_eval_return_std=float(np.std(means)),
+        )
+    return out
+
+
+def _evaluate_checkpoint(
+    cfg: PlanetConfig, logdir: Path, params: Any, env_steps: int, episodes: int, label: str = ""
+) -> dict[str, Any]:
+    """`evaluate_episodes` after episode ``episodes`` of one seed; writes ``logdir/eval``."""
+    env = make_env(cfg, seed=cfg.seed + EVAL_ENV_SEED)
+    fns = make_functions(cfg, env.spec.action_dim)
+    episodes_run = evaluate_episodes(cfg, fns, params, env, episodes - 1)
     env.close()
     with logging_lib.Logger(logdir / "eval") as logger:
-        for i, episode in enumerate(episodes):
+        for i, episode in enumerate(episodes_run):
             logger.scalars(env_steps, {"eval_return": episode["return"], "eval_episode": i})
             if cfg.video:
                 frames = open_loop_video(cfg, fns, params, episode)
                 path = logger.video(env_steps + i, "eval_open_loop", frames)
-                print(f"episode {i}: return {episode['return']:.2f}, video {path}")
-    returns = [e["return"] for e in episodes]
+                print(f"{label}episode {i}: return {episode['return']:.2f}, video {path}")
+    returns = [e["return"] for e in episodes_run]
     return {
-        "checkpoint_episodes": progress.episodes,
         "env_steps": env_steps,
         "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)),
