@@ -114,3 +114,49 @@ def test_console_scripts_run_from_a_non_editable_install(tmp_path):
         )
         assert result.returncode == 0, (script, result.stderr[-2000:])
         assert usage in result.stdout
+
+
+@pytest.mark.parametrize("system", ["planet", "solar", "world_models"])
+def test_resume_without_preset_starts_from_the_saved_config(tmp_path, system):
+    """Every command: --logdir holding a run and no --preset -> that run's config, not paper."""
+    import importlib
+
+    from jaxplanet import checkpoint, cli
+    from jaxplanet import config as config_lib
+
+    module = importlib.import_module(f"jaxplanet.agents.{system}_config")
+    cls = next(
+        v
+        for k, v in vars(module).items()
+        if k.endswith("Config")
+        and k != "PlannerConfig"
+        and isinstance(v, type)
+        and hasattr(v, "validate")
+    )
+    tiny = module.preset("tiny")
+    checkpoint.write_config(tmp_path, config_lib.to_dict(tiny))
+    cfg, name = cli.base_config(cls, module.preset, str(tmp_path), None)
+    assert name == "saved" and cfg == tiny
+    cfg, name = cli.base_config(cls, module.preset, str(tmp_path), "quick")
+    assert name == "quick" and cfg == module.preset("quick")
+    cfg, name = cli.base_config(cls, module.preset, None, None)
+    assert name == "paper" and cfg == module.preset("paper")
+
+
+def test_run_command_maps_errors_to_exit_statuses(capsys):
+    from jaxplanet import cli, console
+    from jaxplanet import config as config_lib
+
+    def raising(err):
+        def body():
+            raise err
+
+        return body
+
+    assert cli.run_command(lambda: None) == 0
+    assert cli.run_command(raising(config_lib.ConfigError("--x: bad"))) == 2
+    assert "error: --x: bad" in capsys.readouterr().err
+    assert cli.run_command(raising(ImportError("pip install 'jaxplanet[worldmodels]'"))) == 2
+    assert cli.run_command(raising(FloatingPointError("loss at step 3"))) == 3
+    assert cli.run_command(raising(console.StopRequested())) == console.INTERRUPT_EXIT
+    assert "resumes from its last checkpoint" in capsys.readouterr().err

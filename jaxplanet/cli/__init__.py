@@ -16,7 +16,7 @@ import difflib
 import re
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -101,6 +101,77 @@ SYSTEMS = {
 }
 
 
+def config_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
+    """The config fields given on the command line (``field_flags`` names, ``--env``, ``--seed``),
+    as strings for ``config.override``."""
+    overrides = {
+        n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
+    }
+    for name in ("env", "seed"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    return overrides
+
+
+def base_config(
+    config_cls: type, preset_fn: Callable[[str], Any], logdir: str | None, preset: str | None
+) -> tuple[Any, str]:
+    """The config a command starts from, and its name for the banner.
+
+    Resuming (``logdir`` holds a run and no ``--preset`` was given) starts from the run's saved
+    config, so only the flags given change it; otherwise ``preset`` (default ``paper``).
+    """
+    from jaxplanet import checkpoint
+    from jaxplanet import config as config_lib
+
+    saved = checkpoint.read_config(logdir) if logdir else None
+    if saved is not None and preset is None:
+        return config_lib.from_dict(config_cls, saved), "saved"
+    preset = preset or "paper"
+    return preset_fn(preset), preset
+
+
+def run_command(body: Callable[[], Any]) -> int:
+    """Runs ``body()`` with the exit statuses every command shares: 0 ok (or what ``body``
+    returns), 2 bad input (a bad flag or config, an unknown env, a run directory of another
+    config, a missing optional package, no rendering backend), 3 a non-finite loss, 130 Ctrl-C
+    (the run resumes from its last checkpoint). Errors are one ``error:`` line on stderr."""
+    from jaxplanet import checkpoint, console, envs
+    from jaxplanet import config as config_lib
+    from jaxplanet.envs.dmc import RenderingError
+
+    try:
+        status = body()
+    except (
+        config_lib.ConfigError,
+        envs.UnknownEnvError,
+        checkpoint.ConfigMismatchError,
+        RenderingError,
+        ImportError,
+    ) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:  # planet.NonFiniteLossError and SOLAR's checks
+        print(f"stopped: {err}", file=sys.stderr)
+        return 3
+    except (KeyboardInterrupt, console.StopRequested):
+        print(
+            "interrupted: the run resumes from its last checkpoint with the same --logdir.",
+            file=sys.stderr,
+        )
+        return console.INTERRUPT_EXIT
+    return 0 if status is None else int(status)
+
+
+def summary_line(summary: dict[str, Any], skip_prefixes: Sequence[str] = ()) -> str:
+    """``key=value`` pairs of a run summary on one line (floats to 4 significant digits)."""
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in summary.items()
+        if not any(k.startswith(p) for p in skip_prefixes) and not isinstance(v, list | dict)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``jaxplanet <system> [flags]``: runs that system's entry point with the flags."""
     import importlib
@@ -117,4 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return module.main(argv[1:], prog=f"jaxplanet {argv[0]}")
 
 
-__all__ = ["Parser", "SYSTEMS", "field_flags", "main"]
+__all__ = [
+    "Parser",
+    "SYSTEMS",
+    "base_config",
+    "config_overrides",
+    "field_flags",
+    "main",
+    "run_command",
+    "summary_line",
+]

@@ -110,13 +110,7 @@ def parse_args(
         {"quick": planet_config.quick(), "tiny": planet_config.tiny()},
     )
     args = parser.parse_args(argv)
-    overrides = {
-        n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
-    }
-    for name in ("env", "seed"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    return args, overrides
+    return args, cli.config_overrides(args, names)
 
 
 def check_logdir(logdir: str) -> None:
@@ -136,64 +130,35 @@ def check_logdir(logdir: str) -> None:
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> int:
     """Runs the command line; returns the exit status (0 ok, 2 bad input, 3 NaN, 130 Ctrl-C)."""
     args, overrides = parse_args(argv, prog)
-    from jaxplanet import checkpoint, console, envs
     from jaxplanet import config as config_lib
+    from jaxplanet import console, envs
     from jaxplanet.agents import planet, planet_config
-    from jaxplanet.checkpoint import ConfigMismatchError
-    from jaxplanet.envs.dmc import RenderingError
-    from jaxplanet.planet import NonFiniteLossError
 
     if args.list_envs:
         print("\n".join(envs.names()))
         return 0
-    try:
+
+    def run() -> None:
         if args.mode == "eval":
             if not args.logdir:
                 raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
-            summary = planet.evaluate_run(args.logdir, overrides)
-        else:
-            if args.logdir:
-                check_logdir(args.logdir)
-            saved = checkpoint.read_config(args.logdir) if args.logdir else None
-            if saved is not None and args.preset is None:  # resume: start from the saved run
-                base = config_lib.from_dict(planet_config.PlanetConfig, saved)
-                args.preset = "saved"
-            else:
-                args.preset = args.preset or "paper"
-                base = planet_config.preset(args.preset)
-            cfg = config_lib.override(base, overrides)
-            logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{args.preset}-s{cfg.seed}")
-            summary = planet.train_and_evaluate(cfg, logdir, preset=args.preset)
-    except (
-        config_lib.ConfigError,
-        envs.UnknownEnvError,
-        ConfigMismatchError,
-        RenderingError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"stopped: {err}", file=sys.stderr)
-        return 3
-    except (KeyboardInterrupt, console.StopRequested):
-        print(
-            "interrupted: the run resumes from its last checkpoint with the same --logdir.",
-            file=sys.stderr,
+            print(cli.summary_line(planet.evaluate_run(args.logdir, overrides)))
+            return
+        if args.logdir:
+            check_logdir(args.logdir)
+        base, preset = cli.base_config(
+            planet_config.PlanetConfig, planet_config.preset, args.logdir, args.preset
         )
-        return console.INTERRUPT_EXIT
-    if args.mode == "eval":
-        print(
-            " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
-            )
-        )
-    else:
+        cfg = config_lib.override(base, overrides)
+        logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{preset}-s{cfg.seed}")
+        summary = planet.train_and_evaluate(cfg, logdir, preset=preset)
         print(
             console.summary_table(
                 f"PlaNet run finished: {summary['logdir']}", planet.summary_rows(summary)
             )
         )
-    return 0
+
+    return cli.run_command(run)
 
 
 if __name__ == "__main__":

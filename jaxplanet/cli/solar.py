@@ -40,7 +40,10 @@ def parse_args(
         "--env", default=None, help="task name; see --list_envs (default: reacher_easy)"
     )
     parser.add_argument(
-        "--preset", default="paper", choices=sorted(solar_config.PRESETS), help="named config"
+        "--preset",
+        default=None,
+        choices=sorted(solar_config.PRESETS),
+        help="named config (default: paper; when --logdir holds a run, its saved config)",
     )
     parser.add_argument(
         "--logdir", default=None, help="run directory (default: runs/<env>-<preset>-s<seed>)"
@@ -52,13 +55,7 @@ def parse_args(
     )
     names = cli.field_flags(parser, solar_config.paper())
     args = parser.parse_args(argv)
-    overrides = {
-        n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
-    }
-    for name in ("env", "seed"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    return args, overrides
+    return args, cli.config_overrides(args, names)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> int:
@@ -67,40 +64,27 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> in
     from jaxplanet import config as config_lib
     from jaxplanet import envs
     from jaxplanet.agents import solar, solar_config
-    from jaxplanet.checkpoint import ConfigMismatchError
 
     if args.list_envs:
         print("\n".join(envs.names()))
         return 0
-    try:
+
+    def run() -> None:
         if args.mode == "eval":
             if not args.logdir:
                 raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             summary = solar.evaluate_run(args.logdir, overrides)
         else:
-            cfg = config_lib.override(solar_config.preset(args.preset), overrides)
-            logdir = args.logdir or os.path.join(
-                "runs", f"solar-{cfg.env}-{args.preset}-s{cfg.seed}"
+            base, preset = cli.base_config(
+                solar_config.SolarConfig, solar_config.preset, args.logdir, args.preset
             )
-            print(f"SOLAR ({args.preset}: {solar.config_summary(cfg)}) -> {logdir}")
+            cfg = config_lib.override(base, overrides)
+            logdir = args.logdir or os.path.join("runs", f"solar-{cfg.env}-{preset}-s{cfg.seed}")
+            print(f"SOLAR ({preset}: {solar.config_summary(cfg)}) -> {logdir}")
             summary = solar.train_and_evaluate(cfg, logdir)
-    except (config_lib.ConfigError, envs.UnknownEnvError, ConfigMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        print(f"stopped: {err}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: the run resumes from its last checkpoint with the same --logdir.")
-        return 130
-    print(
-        " ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in summary.items()
-            if not k.startswith("train/")
-        )
-    )
-    return 0
+        print(cli.summary_line(summary, skip_prefixes=("train/",)))
+
+    return cli.run_command(run)
 
 
 if __name__ == "__main__":

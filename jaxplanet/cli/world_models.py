@@ -36,7 +36,10 @@ def parse_args(
     )
     parser.add_argument("--env", default=None, help="doom_take_cover, car_racing or point_reach")
     parser.add_argument(
-        "--preset", default="paper", choices=sorted(world_models_config.PRESETS), help="config"
+        "--preset",
+        default=None,
+        choices=sorted(world_models_config.PRESETS),
+        help="named config (default: paper; when --logdir holds a run, its saved config)",
     )
     parser.add_argument("--logdir", default=None, help="run directory (default: runs/wm-...)")
     parser.add_argument("--seed", default=None, help="random seed (default: 0)")
@@ -45,38 +48,31 @@ def parse_args(
     )
     names = cli.field_flags(parser, world_models_config.paper())
     args = parser.parse_args(argv)
-    overrides = {
-        n: getattr(args, f"field:{n}") for n in names if getattr(args, f"field:{n}") is not None
-    }
-    for name in ("env", "seed"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    return args, overrides
+    return args, cli.config_overrides(args, names)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models") -> int:
-    """Runs the command line; returns the exit status (2: a bad flag, config or input)."""
+    """Runs the command line; returns the exit status (0 ok, 2 bad input, 3 non-finite,
+    130 Ctrl-C)."""
     args, overrides = parse_args(argv, prog)
     from jaxplanet import config as config_lib
     from jaxplanet.agents import world_models, world_models_config
-    from jaxplanet.checkpoint import ConfigMismatchError
 
-    try:
-        cfg = config_lib.override(world_models_config.preset(args.preset), overrides)
+    def run() -> None:
+        base, preset = cli.base_config(
+            world_models_config.WorldModelsConfig,
+            world_models_config.preset,
+            args.logdir,
+            args.preset,
+        )
+        cfg = config_lib.override(base, overrides)
         cfg.validate()
-        logdir = args.logdir or os.path.join("runs", f"wm-{cfg.env}-{args.preset}-s{cfg.seed}")
-        print(f"World Models ({args.preset}, {cfg.env}, stage {args.stage}) -> {logdir}")
+        logdir = args.logdir or os.path.join("runs", f"wm-{cfg.env}-{preset}-s{cfg.seed}")
+        print(f"World Models ({preset}, {cfg.env}, stage {args.stage}) -> {logdir}")
         summary = world_models.train_and_evaluate(cfg, logdir, args.stage)
-    except (config_lib.ConfigError, ConfigMismatchError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun with the same --logdir to resume.")
-        return 130
-    print(
-        " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
-    )
-    return 0
+        print(cli.summary_line(summary))
+
+    return cli.run_command(run)
 
 
 if __name__ == "__main__":
