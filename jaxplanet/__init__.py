@@ -16,7 +16,8 @@ Planners (they only see ``step(state, action, key) -> (next_state, reward)`` or 
 Infrastructure: `networks`, `convs` (conv layers), `replay` (functional uint8 replay),
 `envs` (pure-JAX tasks, dm_control, gymnasium), `checkpoint` (orbax), `config` (frozen
 dataclass configs), `logging` (jsonl, TensorBoard, videos), `plot` (learning curves),
-`resume`, and `agents` (the training loops).
+`resume`, `console` (banner, progress, Ctrl-C), `video`, `parallel` (meshes, sharded training
+and planning, multi-host), and `agents` (the training loops).
 
 Example:
     import jax, jax.numpy as jnp
@@ -32,8 +33,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib as _importlib
-from types import ModuleType as _ModuleType
+from jaxplanet import _lazy
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "agents",
     "checkpoint",
     "config",
+    "console",
     "controllers",
     "convs",
     "dream",
@@ -50,6 +51,7 @@ __all__ = [
     "mdn_rnn",
     "mniw",
     "networks",
+    "parallel",
     "planet",
     "planners",
     "plot",
@@ -58,17 +60,8 @@ __all__ = [
     "rssm",
     "solar",
     "vae",
+    "video",
 ]
 
 
-def __getattr__(name: str) -> _ModuleType:
-    """Imports the sub-module ``jaxplanet.<name>`` on first access."""
-    if name in __all__:
-        module = _importlib.import_module(f"{__name__}.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.submodules(__name__, __all__)

@@ -11,8 +11,7 @@ agent does not load the others.
 
 from __future__ import annotations
 
-import importlib as _importlib
-from types import ModuleType as _ModuleType
+from jaxplanet import _lazy
 
 __all__ = [
     "episodes",
@@ -25,14 +24,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _ModuleType:
-    """Imports the sub-module ``jaxplanet.agents.<name>`` on first access."""
-    if name in __all__:
-        module = _importlib.import_module(f"{__name__}.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.submodules(__name__, __all__)

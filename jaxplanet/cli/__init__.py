@@ -101,6 +101,37 @@ SYSTEMS = {
 }
 
 
+def add_run_flags(
+    parser: argparse.ArgumentParser,
+    presets: Sequence[str],
+    env_help: str,
+    logdir_default: str,
+    mode: bool = True,
+) -> None:
+    """The flags every command shares: ``--env``, ``--preset`` (default: paper, or the saved
+    config of the run in ``--logdir``), ``--logdir``, ``--seed`` and, with ``mode``, ``--mode``
+    (train or eval) and ``--list_envs``."""
+    parser.add_argument("--env", default=None, help=env_help)
+    parser.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(presets),
+        help="named config (default: paper; when --logdir holds a run, its saved config)",
+    )
+    parser.add_argument("--logdir", default=None, help=f"run directory (default: {logdir_default})")
+    parser.add_argument("--seed", default=None, help="random seed (default: 0)")
+    if mode:
+        parser.add_argument(
+            "--mode",
+            default="train",
+            choices=("train", "eval"),
+            help="what to run (default: train)",
+        )
+        parser.add_argument(
+            "--list_envs", action="store_true", help="print the valid task names and exit"
+        )
+
+
 def config_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
     """The config fields given on the command line (``field_flags`` names, ``--env``, ``--seed``),
     as strings for ``config.override``."""
@@ -191,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 __all__ = [
     "Parser",
     "SYSTEMS",
+    "add_run_flags",
     "base_config",
     "config_overrides",
     "field_flags",

@@ -84,24 +84,11 @@ def parse_args(
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--env", default=None, help="task name; see --list_envs (default: walker_walk)"
-    )
-    parser.add_argument(
-        "--preset",
-        default=None,
-        choices=sorted(planet_config.PRESETS),
-        help="named config (default: paper; when --logdir holds a run, its saved config)",
-    )
-    parser.add_argument(
-        "--logdir", default=None, help="run directory (default: runs/<env>-<preset>-s<seed>)"
-    )
-    parser.add_argument("--seed", default=None, help="random seed (default: 0)")
-    parser.add_argument(
-        "--mode", default="train", choices=("train", "eval"), help="what to run (default: train)"
-    )
-    parser.add_argument(
-        "--list_envs", action="store_true", help="print the valid task names and exit"
+    cli.add_run_flags(
+        parser,
+        planet_config.PRESETS,
+        "task name; see --list_envs (default: walker_walk)",
+        "runs/<env>-<preset>-s<seed>",
     )
     names = cli.field_flags(
         parser,

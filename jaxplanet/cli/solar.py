@@ -36,22 +36,11 @@ def parse_args(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--env", default=None, help="task name; see --list_envs (default: reacher_easy)"
-    )
-    parser.add_argument(
-        "--preset",
-        default=None,
-        choices=sorted(solar_config.PRESETS),
-        help="named config (default: paper; when --logdir holds a run, its saved config)",
-    )
-    parser.add_argument(
-        "--logdir", default=None, help="run directory (default: runs/<env>-<preset>-s<seed>)"
-    )
-    parser.add_argument("--seed", default=None, help="random seed (default: 0)")
-    parser.add_argument("--mode", default="train", choices=("train", "eval"), help="what to run")
-    parser.add_argument(
-        "--list_envs", action="store_true", help="print the valid task names and exit"
+    cli.add_run_flags(
+        parser,
+        solar_config.PRESETS,
+        "task name; see --list_envs (default: reacher_easy)",
+        "runs/solar-<env>-<preset>-s<seed>",
     )
     names = cli.field_flags(parser, solar_config.paper())
     args = parser.parse_args(argv)

@@ -34,15 +34,13 @@ def parse_args(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--env", default=None, help="doom_take_cover, car_racing or point_reach")
-    parser.add_argument(
-        "--preset",
-        default=None,
-        choices=sorted(world_models_config.PRESETS),
-        help="named config (default: paper; when --logdir holds a run, its saved config)",
+    cli.add_run_flags(
+        parser,
+        world_models_config.PRESETS,
+        "doom_take_cover, car_racing or point_reach",
+        "runs/wm-<env>-<preset>-s<seed>",
+        mode=False,
     )
-    parser.add_argument("--logdir", default=None, help="run directory (default: runs/wm-...)")
-    parser.add_argument("--seed", default=None, help="random seed (default: 0)")
     parser.add_argument(
         "--stage", default="all", choices=("all", *world_models.STAGES), help="what to run"
     )
