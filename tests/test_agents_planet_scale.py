@@ -221,6 +221,7 @@ SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~1 min; the sharded step and planning are tested in test_parallel.py
 def test_two_devices_give_the_one_device_run(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env["JAX_PLATFORMS"] = "cpu"

@@ -114,6 +114,7 @@ def test_tiny_run_end_to_end_then_eval(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     assert any("eval_return" in r for r in rows) and any("random_return" in r for r in rows)
+    _assert_banner_and_summary_say_what_each_figure_is(result.stdout, logdir)
     refused = _run("--env=point_reach", "--preset=tiny", "--batch_size=5", f"--logdir={logdir}")
     assert refused.returncode == 2 and "batch_size: 4 -> 5" in refused.stderr
     # Extending the run needs no --preset: the saved config is the starting point.
@@ -206,11 +207,7 @@ def test_ctrl_c_during_training_exits_promptly_and_resumes(tmp_path):
     assert episodes == list(range(1, done + 2))
 
 
-def test_run_summary_says_what_each_figure_is(tmp_path):
-    logdir = tmp_path / "run"
-    result = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}")
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+def _assert_banner_and_summary_say_what_each_figure_is(out, logdir):
     # Start banner: what runs where.
     for needle in ("PlaNet on point_reach", "preset    tiny", "devices   cpu", "replay", "output"):
         assert needle in out
