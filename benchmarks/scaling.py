@@ -197,12 +197,13 @@ def _timed_interleaved(calls: dict, repeats: int, peak_n: int) -> dict[Any, dict
 
 def collect_rows(args: argparse.Namespace, envs: Sequence[int]) -> list[dict[str, Any]]:
     """Env steps/s of collecting N point_reach episodes with the planner (quick preset size):
-    the host loop (one batched act call per agent step) and the on-device ``lax.scan``."""
+    the host loop (one batched act call and one vmapped env step per agent step, as the agent
+    with --num_envs) and the on-device ``lax.scan``."""
     import jax
 
     from jaxplanet import convs
     from jaxplanet.agents import planet as agent
-    from jaxplanet.envs import base, point_reach
+    from jaxplanet.envs import point_reach, vector
     from jaxplanet.planet import acting, collect
 
     cfg = _quick(args.size)
@@ -219,11 +220,11 @@ def collect_rows(args: argparse.Namespace, envs: Sequence[int]) -> list[dict[str
     rows = []
     for n in envs:
         keys = jax.random.split(jax.random.key(args.seed + 1), n)
-        adapters = [base.JaxHostAdapter(env) for _ in range(n)]
+        batched = vector.make_batched("point_reach", n)  # as the agent: JaxEnvs for n > 1
 
-        def host(n=n, keys=keys, adapters=adapters):
+        def host(n=n, keys=keys, batched=batched):
             policy = acting.batch_policy(act_fn, params, cfg.model, a, keys, 0.3)
-            return collect.host_episodes(adapters, policy, list(range(n)))
+            return collect.host_episodes(batched, policy, list(range(n)))
 
         reset_keys = jax.random.split(jax.random.key(args.seed + 2), n)
 

@@ -112,9 +112,18 @@ def point_reference():
     return _reference("point_reach", 5, 2, envs.make("point_reach", **POINT).spec, **POINT)
 
 
-def test_in_process_envs_match_single_envs(point_reference):
-    batch = vector.make_batched("point_reach", 2, seed=5, **POINT)
-    assert isinstance(batch, vector.InProcessEnvs) and isinstance(batch, vector.BatchedEnv)
+@pytest.mark.parametrize("kind", ["in_process", "jax"])
+def test_in_process_envs_match_single_envs(point_reference, kind):
+    """InProcessEnvs (N HostEnvs) and JaxEnvs (one vmapped call per step, what make_batched
+    gives for a pure-JAX task) both equal N single envs."""
+    if kind == "jax":
+        batch = vector.make_batched("point_reach", 2, seed=5, **POINT)
+        assert isinstance(batch, vector.JaxEnvs)
+    else:
+        batch = vector.InProcessEnvs(
+            [envs.make("point_reach", seed=5 + i, **POINT) for i in (0, 1)]
+        )
+    assert isinstance(batch, vector.BatchedEnv)
     assert batch.num_envs == 2 and batch.spec == envs.make("point_reach", **POINT).spec
     with batch:
         _check_two_episodes(batch, "point_reach", 5, point_reference, **POINT)

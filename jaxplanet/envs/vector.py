@@ -59,6 +59,7 @@ from jaxplanet.envs.car_racing import require, single_threaded_blas
 __all__ = [
     "BatchedEnv",
     "InProcessEnvs",
+    "JaxEnvs",
     "WorkerEnvError",
     "WorkerEnvs",
     "host_gym_env_class",
@@ -231,6 +232,68 @@ class InProcessEnvs(_Batched):
             self._closed = True
             for env in self.envs:
                 env.close()
+
+
+class JaxEnvs(_Batched):
+    """N episodes of a pure-JAX task (`JaxEnv`) stepped by one jitted, ``vmap``-ed call.
+
+    Env i reset with seed s gives the numbers of a `JaxHostAdapter` reset with s (episode key
+    ``fold_in(PRNGKey(s), 0)``): every step of every env is one call instead of N. After an
+    env's episode ends its rows repeat the final frame with reward 0 (meaningless, as in
+    `BatchedEnv`).
+
+    Args:
+      jax_env: the task's pure functions (``envs.make_jax(name, **options)``).
+      num_envs: N.
+    """
+
+    def __init__(self, jax_env: Any, num_envs: int):
+        import jax
+
+        self.jax_env = jax_env
+        self.spec: EnvSpec = jax_env.spec
+        self.num_envs = operator.index(num_envs)
+        self._reset = jax.jit(jax.vmap(jax_env.reset))
+        self._step = jax.jit(jax.vmap(jax_env.step))
+        self._state: Any = None
+        self._obs: np.ndarray | None = None
+        self._done = np.ones(self.num_envs, bool)
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"JaxEnvs of {self.spec.name!r} is closed")
+
+    def reset(self, seeds: Sequence[int]) -> np.ndarray:
+        """Resets env i with ``seeds[i]``: obs uint8 [N, 64, 64, 3]."""
+        import jax
+        import jax.numpy as jnp
+
+        self._check_open()
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 0) for s in self._seeds(seeds)])
+        self._state, obs = self._reset(keys)
+        self._obs = np.asarray(obs)
+        self._done[:] = False
+        return self._obs
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """actions f32 [N, A] -> (obs uint8 [N, 64, 64, 3], reward f32 [N], terminated bool [N]
+        (always False: pure-JAX tasks end by time), truncated bool [N])."""
+        self._check_open()
+        if self._obs is None:
+            raise RuntimeError("call reset(seeds) before step(actions)")
+        a = np.clip(self._actions(actions), -1.0, 1.0)
+        state, obs, reward, done = self._step(self._state, a)
+        ended = self._done.copy()
+        obs, reward = np.array(obs), np.array(reward, np.float32)  # writable copies
+        obs[ended], reward[ended] = self._obs[ended], 0.0
+        self._state, self._obs = state, obs
+        self._done |= np.asarray(done, bool)
+        return obs, reward, np.zeros(self.num_envs, bool), self._done.copy()
+
+    def close(self) -> None:
+        """Drops the episode state (idempotent); later calls raise."""
+        self._closed, self._state = True, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,10 +585,11 @@ def make_batched(
       name: task name (see `jaxplanet.envs.names()`).
       num_envs: N.
       seed: base seed: env i is ``envs.make(name, seed=seed + i, **options)``.
-      workers: True: `WorkerEnvs` (one process per env); False: `InProcessEnvs`; None: worker
+      workers: True: `WorkerEnvs` (one process per env); False: in this process; None: worker
         processes for host-simulated tasks (dm_control, gymnasium, vizdoom) when N > 1, in this
         process for pure-JAX tasks (`jaxplanet.envs.JAX_ENVS`, e.g. point_reach), for N = 1, and
-        (with a warning) when gymnasium is not installed.
+        (with a warning) when gymnasium is not installed. In this process, N > 1 pure-JAX
+        tasks are `JaxEnvs` (one vmapped call per step), the others `InProcessEnvs`.
       **options: task options (action_repeat, episode_length, ...).
 
     Returns:
@@ -547,6 +611,8 @@ def make_batched(
             workers = False
     if workers:
         return WorkerEnvs(name, num_envs, seed, **options)
+    if name in envs.JAX_ENVS and num_envs > 1:
+        return JaxEnvs(envs.make_jax(name, **options), num_envs)
     made: list[HostEnv] = []
     try:
         for i in range(num_envs):
