@@ -2,13 +2,17 @@
 point, and ``--mode=eval`` replays the in-training evaluation."""
 
 import dataclasses
+import types
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxplanet import checkpoint
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
-from jaxplanet.agents import solar, solar_config, solar_eval
+from jaxplanet.agents import solar, solar_config, solar_eval, solar_policy
+from jaxplanet.planners import lqr
 
 WALL_CLOCK = ("seconds",)
 
@@ -150,3 +154,49 @@ def test_mpc_baseline_and_vae_ablation_run(tmp_path):
     summary = solar.train_and_evaluate(cfg, tmp_path)
     assert summary["episodes"] == cfg.pretrain_rollouts + cfg.rollouts
     assert "eval_return" in summary and "kl" not in summary
+
+
+def test_pretrain_random_start_needs_a_task_that_has_it():
+    cfg = dataclasses.replace(_cfg(), env="point_reach", pretrain_random_start=True)
+    with pytest.raises(config_lib.ConfigError, match="--pretrain_random_start"):
+        solar.make_env(cfg, 0, random_start=True)
+    env = solar.make_env(dataclasses.replace(cfg, env="nav2d"), 0, random_start=True)
+    assert env.spec.agent_steps == cfg.horizon
+    env.close()
+
+
+def test_step_mult_follows_the_models_own_improvement_estimates():
+    """released lqrflm.step_adjust: actual = previous estimate of the old policy's cost minus the
+    new fit's estimate of the policy that ran; the change per iteration is clipped to [0.1, 5]."""
+    cfg, T, n, m = _cfg(), 5, 3, 2
+    policy = lqr.Policy(jnp.zeros((T, m, n)), jnp.zeros((T, m)), jnp.tile(jnp.eye(m), (T, 1, 1)))
+    local = (jnp.zeros((T, n, n + m)), jnp.tile(jnp.eye(n), (T, 1, 1)), jnp.zeros(n), jnp.eye(n))
+    estimates, mults = iter([10.0, 8.0, 7.9]), []
+
+    def improve(params, local_, old, step_mult):
+        mults.append(step_mult)
+        one = jnp.asarray(1.0)
+        info = lqr.FLMInfo(one, one, jnp.asarray(True), jnp.asarray(True), one, one * 10, one * 6)
+        return policy, info, local_[:2], local_[3]
+
+    fns = {"fit": lambda *a: (local, next(estimates)), "improve": improve}
+    run = {
+        "train": types.SimpleNamespace(params=None, q=None),
+        "policy": policy,
+        "dyn": local[:2],
+        "step_mult": 1.0,
+        "predicted": 0.0,
+        "prev_cost": 0.0,
+    }
+    new = {"obs": None, "action": None}
+    for phase in (1, 2, 3):
+        row = solar_policy.improve_policy(cfg, fns, run, new, phase)
+        assert row["model_cost"] == run["prev_cost"]
+    # Iteration 2: predicted 4, actual 10 - 8 = 2 -> x 4 / (2 * 2) = 1. Iteration 3: actual 0.1
+    # -> x 4 / 7.8 = 0.513. The true rollout costs play no part.
+    np.testing.assert_allclose(mults, [1.0, 1.0, 4.0 / 7.8], rtol=1e-6)
+    run.update(step_mult=1.0, prev_cost=100.0)  # actual 92 >> predicted 4: x 5 at most
+    estimates = iter([8.0])
+    fns["fit"] = lambda *a: (local, next(estimates))
+    solar_policy.improve_policy(cfg, fns, run, new, 4)
+    assert mults[-1] == 5.0

@@ -52,3 +52,18 @@ def test_reached_goal_from_reward_records():
     assert nav2d.reached_goal(np.array([0.0, far, near]))
     assert not nav2d.reached_goal(np.array([0.0, near, far]))
     assert nav2d.reached_goal(np.array([0.0, 4 * near]), action_repeat=4)
+
+
+def test_random_start_covers_the_arena_and_the_task_start_stays_narrow():
+    keys = jax.random.split(jax.random.key(0), 256)
+    task = jax.vmap(nav2d.make().reset)(keys)[0].pos
+    spread = jax.vmap(nav2d.make(random_start=True).reset)(keys)[0].pos
+    centre = np.asarray(nav2d.START_CENTRE)
+    assert np.all(np.abs(np.asarray(task) - centre) <= nav2d.START_HALF_WIDTH + 1e-6)
+    spread = np.asarray(spread)
+    assert np.all(np.abs(spread) <= 1.0)
+    # Every quadrant of the arena, the goal's included, holds some starts.
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            assert np.sum((np.sign(spread[:, 0]) == sx) & (np.sign(spread[:, 1]) == sy)) > 32
+    assert envs.make_jax("nav2d", random_start=True).spec.action_dim == 2

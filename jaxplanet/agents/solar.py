@@ -4,14 +4,18 @@ collect -> model update -> EM local dynamics -> LQR-FLM.
 ``train_and_evaluate(config, logdir)`` runs (or resumes) a whole experiment:
 
 1. ``pretrain_rollouts`` rollouts with Gaussian random actions (std ``pretrain_action_std``;
-   their mean return and success rate are logged once as ``random_return`` / ``random_success``);
+   their mean return and success rate are logged once as ``random_return`` / ``random_success``;
+   with ``pretrain_random_start`` they start anywhere in the arena, as the released code's
+   pretraining data, and the random figures come from as many random rollouts from the task's
+   own starts, kept out of the data);
    ``pretrain_steps`` model steps with the local KL weight annealed geometrically from
    ``kl_start`` to 1;
 2. per iteration: ``rollouts`` rollouts with the current time-varying linear-Gaussian policy
    acting on the Kalman-filter mean of the latent (u = K_t s_t + k_t + chol(S_t) eps);
    ``model_steps`` model steps on all data; EM fit of local dynamics on the new rollouts with
    q(F, Sigma) as the prior; LQR-FLM with the learned cost plus 1/2 a^T R a under the KL bound
-   ``kl_step * horizon * step_mult``; step_mult adapted from predicted vs actual improvement;
+   ``kl_step * horizon * step_mult``; step_mult adapted from the model's predicted vs actual
+   improvement (both the model's estimates, as the released code);
    before that (for MPC too) the quadratic cost is refit on inferred states of
    ``cost_fit_rollouts`` rollouts (`solar_fit.fit_cost`); with ``policy="mpc"`` EM and LQR-FLM
    are replaced by CEM on the latent model at every step (`solar_policy`);
@@ -87,13 +91,29 @@ _TRAIN, _COLLECT, _INIT = 0, 1, 3  # key tags (2 is the evaluation's: solar_eval
 EVAL_ENV_SEED = 10_000  # the evaluation env's seed offset (in training and in --mode=eval)
 
 
-def make_env(cfg: SolarConfig, seed: int) -> envs.HostEnv:
-    """The task with episodes of exactly ``horizon`` agent steps."""
+def make_env(cfg: SolarConfig, seed: int, random_start: bool = False) -> envs.HostEnv:
+    """The task with episodes of exactly ``horizon`` agent steps (``random_start``: starts
+    anywhere in the arena, for the pretraining rollouts of ``pretrain_random_start``).
+
+    Raises:
+      config.ConfigError: ``random_start`` for a task without that option.
+    """
     options = {"action_repeat": cfg.action_repeat} if cfg.action_repeat else {}
     probe = envs.make(cfg.env, seed=seed, **options)
     repeat = probe.spec.action_repeat
     probe.close()
-    return envs.make(cfg.env, seed=seed, action_repeat=repeat, episode_length=cfg.horizon * repeat)
+    if random_start:
+        if "random_start" not in envs.JAX_ENVS.get(cfg.env, (None, {}))[1]:
+            raise config_lib.ConfigError(
+                f"--pretrain_random_start: task {cfg.env!r} has no random_start option "
+                "(its starts are already random, or it cannot start anywhere)"
+            )
+        options = {"random_start": True}
+    else:
+        options = {}
+    return envs.make(
+        cfg.env, seed=seed, action_repeat=repeat, episode_length=cfg.horizon * repeat, **options
+    )
 
 
 class _Data:
@@ -128,6 +148,19 @@ def _kl_weight(cfg: SolarConfig, step: int) -> float:
     return float(min(1.0, cfg.kl_start ** max(0.0, 1.0 - step / cfg.kl_anneal_steps)))
 
 
+def _random_baseline(cfg: SolarConfig, env: envs.HostEnv, repeat: int):
+    """Returns and successes of ``pretrain_rollouts`` Gaussian random-action episodes from the
+    task's start distribution (evaluation env seeds; not added to the data)."""
+    returns, successes = [], []
+    for i in range(cfg.pretrain_rollouts):
+        seed = cfg.seed * 1_000_003 + 500_000 + i
+        pol = random_policy(env.spec.action_dim, cfg.pretrain_action_std, seed)
+        ep = episodes_lib.run_episode(env, pol, seed=seed)
+        returns.append(ep["return"])
+        successes.append(success(cfg.env, ep, repeat))
+    return returns, successes
+
+
 def initial_run(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
     """The run state a fresh run starts from (also the checkpoint template)."""
     T, root = cfg.horizon, jax.random.key(cfg.seed)
@@ -160,19 +193,24 @@ def train_and_evaluate(cfg: SolarConfig, logdir: str | Path) -> dict[str, Any]:
     logdir = Path(logdir)
     env, eval_env = make_env(cfg, cfg.seed), make_env(cfg, cfg.seed + EVAL_ENV_SEED)
     handles: list[Any] = [env, eval_env]
+    pre_env = env
+    if cfg.pretrain_random_start:
+        pre_env = make_env(cfg, cfg.seed, random_start=True)
+        handles.append(pre_env)
     try:
         checkpoint.check_config(logdir, config_lib.to_dict(cfg), allowed=RESUMABLE_FIELDS)
         logdir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(logdir, config_lib.to_dict(cfg))
         ckpt = checkpoint.Checkpointer(logdir / "checkpoints", cfg.keep_checkpoints)
         handles.append(ckpt)
-        return _loop(cfg, logdir, env, eval_env, ckpt, handles)
+        return _loop(cfg, logdir, (env, eval_env, pre_env), ckpt, handles)
     finally:
         for obj in handles:
             obj.close()
 
 
-def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
+def _loop(cfg, logdir, env_triple, ckpt, handles) -> dict[str, Any]:
+    env, eval_env, pre_env = env_triple
     spec, root = env.spec, jax.random.key(cfg.seed)
     A, n, T, repeat = spec.action_dim, cfg.model.latent, cfg.horizon, spec.action_repeat
     fns = make_functions(cfg, A)
@@ -195,12 +233,12 @@ def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
         data.add(ep)
     summary: dict[str, Any] = {}
 
-    def collect(count, make_policy):
+    def collect(count, make_policy, source=env):
         returns, successes = [], []
         for _ in range(count):
             index = len(data.episodes)
             ep = episodes_lib.run_episode(
-                env, make_policy(index), seed=cfg.seed * 1_000_003 + index
+                source, make_policy(index), seed=cfg.seed * 1_000_003 + index
             )
             replay.save_episode(logdir / "episodes", episodes_lib.episode_arrays(ep), index)
             data.add(ep)
@@ -239,7 +277,10 @@ def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
         returns, successes = collect(
             cfg.pretrain_rollouts,
             lambda i: random_policy(A, cfg.pretrain_action_std, cfg.seed * 1_000_003 + i),
+            pre_env,
         )
+        if cfg.pretrain_random_start:  # the random baseline from the task's own starts
+            returns, successes = _random_baseline(cfg, eval_env, repeat)
         row = {"random_return": float(np.mean(returns))}
         row.update(success_rate("random_success", successes))
         row.update(update(cfg.pretrain_steps, 0, 0))
@@ -259,14 +300,12 @@ def _loop(cfg, logdir, env, eval_env, ckpt, handles) -> dict[str, Any]:
         row = {"iteration": phase, "train_return": float(np.mean(returns))}
         row.update(success_rate("train_success", successes))
         row.update(update(cfg.model_steps, phase, -1))
-        cost = -float(np.mean(returns))
         row.update(refit_cost(fns, run, _cost_batch(cfg, data, phase)))
         if cfg.policy == "lqr_flm":
             new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
-            row.update(improve_policy(cfg, fns, run, new, phase, cost))
+            row.update(improve_policy(cfg, fns, run, new, phase))
         else:
             run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
-        run["prev_cost"] = cost
         row.update(
             solar_eval.evaluate(cfg, fns, run, eval_env, logger, phase, counters["env_steps"])
         )

@@ -45,6 +45,12 @@ class SolarConfig:
     rollouts: int = _field(40, "rollouts collected per iteration")
     pretrain_rollouts: int = _field(100, "random rollouts before the first iteration")
     pretrain_action_std: float = _field(0.5, "std of the Gaussian random pretraining actions")
+    pretrain_random_start: bool = _field(
+        False,
+        "start the pretraining rollouts anywhere in the arena (the released code's random_start; "
+        "tasks with a narrow start distribution: nav2d); the random baseline is then measured on "
+        "as many random rollouts from the task's own starts",
+    )
     pretrain_steps: int = _field(2000, "model gradient steps on the pretraining data")
     kl_anneal_steps: int = _field(1000, "steps over which the local KL weight rises to 1")
     kl_start: float = _field(1e-4, "initial local KL weight (geometric anneal to 1)")

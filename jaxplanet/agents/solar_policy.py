@@ -7,7 +7,8 @@ LQR-FLM policy improvement.
 * `refit_cost`: the quadratic cost refit on inferred states (before LQR-FLM or MPC);
 * `improve_policy`: one iteration's policy update -- EM fit of local dynamics with
   q(F, Sigma) as the prior, LQR-FLM under the KL bound ``kl_step * horizon * step_mult``,
-  step_mult adapted from predicted vs actual improvement (Levine & Abbeel 2014), and every
+  step_mult adapted from the model's predicted vs actual improvement (Levine & Abbeel 2014;
+  released lqrflm.py), and every
   matrix checked before the new policy is used (`check_improvement`).
 """
 
@@ -84,16 +85,25 @@ def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
     def refit_cost(params, q, batch):
         return solar_fit.fit_cost(params, mcfg, q, batch, cfg.cost_fit_steps, cfg.cost_fit_lr)
 
+    def costs(params):
+        C, c, _ = solar.cost_matrices(params)
+        C = C.at[n:, n:].add(cfg.action_cost * jnp.eye(action_dim))
+        return jnp.broadcast_to(C, (T, *C.shape)), jnp.broadcast_to(c, (T, *c.shape))
+
     @jit
-    def improve(params, q, obs, actions, old, step_mult):
+    def fit(params, q, obs, actions, old):
+        """Local dynamics of the new rollouts and the model's cost of the policy that ran them."""
         F, Q, mu0, sigma0 = solar_fit.fit_local_dynamics(
             params, mcfg, q, obs, actions, cfg.data_strength, cfg.em_iterations
         )
-        C, c, _ = solar.cost_matrices(params)
-        C = C.at[n:, n:].add(cfg.action_cost * jnp.eye(action_dim))
-        Cs, cs = jnp.broadcast_to(C, (T, *C.shape)), jnp.broadcast_to(c, (T, *c.shape))
+        means, covs = lqr.marginals(F, jnp.zeros((T, n)), Q, old, mu0, sigma0)
+        return (F, Q, mu0, sigma0), lqr.expected_cost(*costs(params), means, covs)
+
+    @jit
+    def improve(params, local, old, step_mult):
+        F, Q, mu0, sigma0 = local
         eps = cfg.kl_step * T * step_mult
-        new, info = lqr.flm_update(F, jnp.zeros((T, n)), Q, Cs, cs, old, mu0, sigma0, eps)
+        new, info = lqr.flm_update(F, jnp.zeros((T, n)), Q, *costs(params), old, mu0, sigma0, eps)
         return new, info, (F, Q), sigma0
 
     @jit
@@ -105,6 +115,7 @@ def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
         "act": act_mpc if cfg.policy == "mpc" else act,
         "train": train,
         "refit_cost": refit_cost,
+        "fit": fit,
         "improve": improve,
         "reconstruct": reconstruct,
     }
@@ -208,32 +219,37 @@ def improve_policy(
     run: dict[str, Any],
     new: dict[str, Any],
     phase: int,
-    cost: float,
 ) -> dict[str, Any]:
     """One SOLAR policy improvement; updates ``run`` in place and returns the log row.
 
-    Adapts step_mult from the previous prediction, fits local dynamics on the rollouts ``new``
-    and runs LQR-FLM with the model's cost (refit first by `refit_cost`). A bound that cannot be
-    met is reported as a warning; a non-PSD / non-finite matrix keeps the previous policy (with
-    a warning naming the matrix and the step).
+    Fits local dynamics on the rollouts ``new``, adapts step_mult from the previous predicted
+    improvement and the actual one, and runs LQR-FLM with the model's cost (refit first by
+    `refit_cost`) under the KL bound ``kl_step * horizon * step_mult``. As in the released
+    lqrflm.py (and GPS), both improvements are the model's estimates: actual = the previous
+    estimate of the old policy's cost minus the estimate, on the new fit, of the policy that ran
+    ``new`` -- the true costs are on another scale than a cost model that is still being
+    learned, and mixing the two drives step_mult to its bounds. A bound that cannot be met is
+    reported as a warning; a non-PSD / non-finite matrix keeps the previous policy (with a
+    warning naming the matrix and the step).
 
     Args:
       new: SOLAR batch (`solar.episode_batch`) of this iteration's rollouts, obs uint8
         [N, T+1, 64, 64, 3], action [N, T, m].
-      phase: iteration number (1-based); cost: mean cost (-return) of this iteration's rollouts.
+      phase: iteration number (1-based).
     """
     T = cfg.horizon
-    if phase > 1:  # step_mult from the previous prediction (Levine & Abbeel 2014)
-        predicted, actual = float(run["predicted"]), float(run["prev_cost"]) - cost
+    state = run["train"]
+    local, estimate = fns["fit"](state.params, state.q, new["obs"], new["action"], run["policy"])
+    estimate = float(estimate)
+    if phase > 1:  # step_mult from the previous prediction (released lqrflm.step_adjust)
+        predicted, actual = float(run["predicted"]), float(run["prev_cost"]) - estimate
         mult = predicted / (2.0 * max(1e-4, predicted - actual))
+        mult = min(max(mult, 0.1), 5.0)
         run["step_mult"] = float(
             np.clip(float(run["step_mult"]) * mult, cfg.min_step_mult, cfg.max_step_mult)
         )
-    state = run["train"]
     step_mult = float(run["step_mult"])
-    policy, info, dyn, sigma0 = fns["improve"](
-        state.params, state.q, new["obs"], new["action"], run["policy"], step_mult
-    )
+    policy, info, dyn, sigma0 = fns["improve"](state.params, local, run["policy"], step_mult)
     eps = cfg.kl_step * T * step_mult
     message = lqr.check_flm(info, eps)
     if message:
@@ -249,6 +265,7 @@ def improve_policy(
         policy, dyn = run["policy"], run["dyn"]
         info = info._replace(cost_new=info.cost_old)
     run["policy"], run["dyn"] = policy, dyn
+    run["prev_cost"] = estimate
     run["predicted"] = float(info.cost_old - info.cost_new)
     return {
         "eta": float(info.eta),
@@ -257,4 +274,5 @@ def improve_policy(
         "kl_met": bool(info.met),
         "step_mult": step_mult,
         "predicted_improvement": run["predicted"],
+        "model_cost": estimate,
     }

@@ -12,6 +12,10 @@ time-varying linear-Gaussian policy needs) and last 50 agent steps by default. A
 pushes straight at the goal gets there in ~10 steps. Returns over 256 episodes of 50 steps:
 random actions about -106, zero actions -102, the oracle (`oracle_action`) about -6.
 
+``random_start=True`` starts episodes uniformly anywhere in the arena instead (the released
+SOLAR code collects its model-pretraining rollouts with ``random_start``; the task itself, its
+policy rollouts and its evaluation keep the narrow start distribution).
+
 Success (`reached_goal`): the episode ends in the goal region, |pos - GOAL| < GOAL_RADIUS after
 the last agent step. Over 256 episodes of 30 steps: the oracle 100 %, Gaussian random actions
 (std 0.5), uniform random actions and zero actions 0 %.
@@ -49,7 +53,7 @@ GOAL = (0.5, 0.5)
 START_CENTRE = (-0.5, -0.5)
 START_HALF_WIDTH = 0.2
 GOAL_RADIUS = 0.2
-DEFAULTS = {"action_repeat": 1, "episode_length": 50}
+DEFAULTS = {"action_repeat": 1, "episode_length": 50, "random_start": False}
 
 
 @flax.struct.dataclass
@@ -90,21 +94,26 @@ def render(state: Nav2DState) -> jax.Array:
     return point_reach.render(scene)
 
 
-def make(action_repeat: int = 1, episode_length: int = 50) -> JaxEnv:
+def make(action_repeat: int = 1, episode_length: int = 50, random_start: bool = False) -> JaxEnv:
     """Builds Nav2D as a `JaxEnv` (action_dim 2).
 
     Args:
       action_repeat: env steps per agent step.
       episode_length: env steps per episode.
+      random_start: start uniformly in [-1, 1]^2 (the whole arena) instead of the task's
+        START_CENTRE +- START_HALF_WIDTH (for model-pretraining data, as the released code).
     """
     check_episode(action_repeat, episode_length)
     action_repeat, episode_length = int(action_repeat), int(episode_length)
     spec = EnvSpec("nav2d", (64, 64, 3), 2, action_repeat, episode_length)
     max_t = episode_length // action_repeat
     centre = jnp.asarray(START_CENTRE, jnp.float32)
+    half = START_HALF_WIDTH
+    if random_start:
+        centre, half = jnp.zeros(2, jnp.float32), 1.0
 
     def reset(key: jax.Array) -> tuple[Nav2DState, jax.Array]:
-        offset = jax.random.uniform(key, (2,), jnp.float32, -START_HALF_WIDTH, START_HALF_WIDTH)
+        offset = jax.random.uniform(key, (2,), jnp.float32, -half, half)
         state = Nav2DState(pos=centre + offset, t=jnp.zeros((), jnp.int32))
         return state, render(state)
 
