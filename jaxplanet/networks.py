@@ -101,15 +101,7 @@ def conv(
     name: str | None = None,
 ) -> nn.Module:
     """A VALID-padded square conv layer [N, H, W, C] -> [N, H', W', features]."""
-    cls = _impl(impl)[0]
-    return cls(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding="VALID",
-        dtype=dtype,
-        name=name,
-    )
+    return _square(_impl(impl)[0], features, kernel, stride, dtype, name)
 
 
 def conv_transpose(
@@ -122,7 +114,11 @@ def conv_transpose(
     name: str | None = None,
 ) -> nn.Module:
     """A VALID-padded square transposed conv: H' = (H - 1) * stride + kernel (kernel >= stride)."""
-    cls = _impl(impl)[1]
+    return _square(_impl(impl)[1], features, kernel, stride, dtype, name)
+
+
+def _square(cls: Any, features: int, kernel: int, stride: int, dtype: Any, name: Any) -> nn.Module:
+    """``cls`` (a conv or transposed conv) with a square kernel and stride, VALID padding."""
     return cls(
         features,
         (kernel, kernel),
