@@ -32,8 +32,12 @@ class RandomActions:
         self.action_dim, self.seed = action_dim, seed
 
     def start(self, ids: list[int]) -> None:
-        """Begins a wave of episodes ``ids``."""
-        self.rngs = [np.random.default_rng([self.seed, i]) for i in ids]
+        """Begins a wave of episodes ``ids`` (-1 for idle slots of the last wave).
+
+        An idle slot's actions are discarded; it gets a generator of its own (``SeedSequence``
+        refuses negative entropy, so -1 cannot seed it directly).
+        """
+        self.rngs = [np.random.default_rng([self.seed, i] if i >= 0 else [self.seed]) for i in ids]
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """obs uint8 [W, 64, 64, 3] -> f32 [W, A]."""

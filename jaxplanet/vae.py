@@ -52,7 +52,10 @@ class VAEConfig:
       z_dim: latent size (32 CarRacing, 64 Doom).
       depth: conv channel multiplier (32: 32/64/128/256 channels, 1024 features).
       kl_tolerance: KL free bits per latent dim (the authors' 0.5); the per-frame KL is floored
-        at `kl_tolerance * z_dim`.
+        at `kl_tolerance * z_dim`. The floor is a budget for the whole frame, so a small
+        `z_dim` leaves little of it: on point_reach (depth 8, batch 32, lr 1e-3) V with z = 8
+        (4 free nats) began drawing the small agent disc after ~4,500 updates, with the task's
+        z = 32 (16 free nats) after ~2,000.
       lr: Adam learning rate (authors: 1e-4).
       grad_clip: global gradient-norm clip.
       conv_impl: conv implementation ("auto": the fast custom-VJP convs on CPU, XLA elsewhere).
