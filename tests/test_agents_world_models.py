@@ -217,3 +217,17 @@ def test_controller_evolved_in_dream_beats_random_on_real_point_reach(tmp_path):
     last = np.mean([r["controller/fitness_mean"] for r in rows[-5:]])
     assert last > first + 2.0, (first, last)
     assert summary["eval_return_mean"] > 1.5 * summary["random_return_mean"], summary
+
+
+def test_final_controller_is_public_and_scores_as_evaluated(tiny_run):
+    """`final_controller` loads the trained C (CMA-ES mean) from a finished run; it has the
+    paper's shape and is what the evaluate stage scored."""
+    from jaxplanet import controllers
+
+    logdir, _ = tiny_run
+    run = wm.Run(CFG, logdir)
+    flat, ctrl = wm.final_controller(run)
+    r = run.r
+    assert flat.shape == (controllers.num_params(r.vae.z_dim, r.mdn.hidden, 2),)
+    a = controllers.act(ctrl, np.zeros(r.vae.z_dim, np.float32), np.zeros(r.mdn.hidden))
+    assert a.shape == (2,) and np.all(np.abs(np.asarray(a)) <= 1)

@@ -44,6 +44,7 @@ from jaxplanet.agents.world_models_data import (
 )
 from jaxplanet.agents.world_models_evolve import (
     evaluate,
+    final_controller,
     real_and_dream_video,
     real_episodes,
     real_returns,
@@ -60,6 +61,7 @@ __all__ = [
     "Run",
     "collect",
     "evaluate",
+    "final_controller",
     "load_rollouts",
     "make_series",
     "real_and_dream_video",

@@ -37,6 +37,7 @@ from jaxplanet.agents.world_models_train import world_model_params
 
 __all__ = [
     "evaluate",
+    "final_controller",
     "real_and_dream_video",
     "real_episodes",
     "real_returns",
@@ -142,6 +143,28 @@ def train_controller(run: Run) -> dict[str, Any]:
     return summary
 
 
+def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]:
+    """The trained C: the CMA-ES mean of the controller stage's last generation.
+
+    Args:
+      run: an opened run (``world_models.Run(cfg, logdir)``).
+      stage: the stage asking, for the error message.
+
+    Returns:
+      (flat parameters f32 [(Z + H) * A + A], the controller pytree for `controllers.act`).
+
+    Raises:
+      MissingInputError: the controller stage has not finished (names the stage to run).
+    """
+    require(run, stage, "controller", finished(run, "controller", run.cfg.generations))
+    es = _evolution(run)
+    template = {"es": es.init(run.key(CTRL, 2**31)), "progress": resume.Progress().as_dict()}
+    with checkpoint.Checkpointer(run.logdir / "controller" / "checkpoints", create=False) as ck:
+        es_state = ck.restore_step(run.cfg.generations, template)["es"]
+    flat = es.mean(es_state)
+    return flat, es.unflatten(flat)
+
+
 def evaluate(run: Run) -> dict[str, Any]:
     """The evaluate stage: the final C (CMA-ES mean) on `eval_episodes` real episodes.
 
@@ -154,13 +177,9 @@ def evaluate(run: Run) -> dict[str, Any]:
     if path.exists():
         print(f"evaluate: {path} exists; skipped.")
         return json.loads(path.read_text())
-    require(run, "evaluate", "controller", finished(run, "controller", cfg.generations))
     params = world_model_params(run, "evaluate")
     es = _evolution(run)
-    template = {"es": es.init(run.key(CTRL, 2**31)), "progress": resume.Progress().as_dict()}
-    with checkpoint.Checkpointer(run.logdir / "controller" / "checkpoints", create=False) as ck:
-        es_state = ck.restore_step(cfg.generations, template)["es"]
-    flat = es.mean(es_state)
+    flat, ctrl = final_controller(run, "evaluate")
     returns, lengths = real_episodes(run, params, flat[None], es, run.key(EVAL), cfg.eval_episodes)
     returns, lengths = returns[0], lengths[0]
     random = [
@@ -195,7 +214,7 @@ def evaluate(run: Run) -> dict[str, Any]:
     )
     with logging_lib.Logger(run.logdir) as logger:
         logger.scalars(0, summary)
-        video = real_and_dream_video(run, params, es.unflatten(flat))
+        video = real_and_dream_video(run, params, ctrl)
         summary["video"] = str(logger.video(0, "real_vs_dream", video))
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
