@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average": os.getloadavg(),
         **common.environment(),
     }
+    # Env stepping is rendering and IPC, not FLOPs: the fp32 matmul peak, measured in this run
+    # before and after, says how much of the machine the figures had (a loaded CPU shows less).
+    record["matmul_peak_gflops_before"] = common.matmul_peak()
+    print(f"fp32 matmul peak {record['matmul_peak_gflops_before']:.1f} GFLOP/s", flush=True)
     for name in args.envs:
         for mode, workers in MODES.items():
             why = _available(name, workers)
@@ -127,6 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"start-up {fields['setup_seconds']:.1f} s",
                     flush=True,
                 )
+    record["matmul_peak_gflops_after"] = common.matmul_peak()
+    print(f"fp32 matmul peak {record['matmul_peak_gflops_after']:.1f} GFLOP/s (after)", flush=True)
     return record
 
 

@@ -259,3 +259,32 @@ def test_scaling_collect_and_shard_modes_tiny(tmp_path):
     assert [r["devices"] for r in record["rows"]] == [1, 2]
     assert record["rows"][-1]["max_action_difference"] <= 1e-5
     assert record["sharded_vs_unsharded"] > 0
+
+
+def test_vector_envs_benchmark_tiny(tmp_path):
+    from benchmarks import vector_envs
+
+    out = tmp_path / "v.json"
+    record = vector_envs.main(
+        [
+            "--envs",
+            "point_reach",
+            "--num_envs",
+            "2",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--episode_length",
+            "40",
+            "--json",
+            str(out),
+        ]
+    )
+    assert out.exists() and record["matmul_peak_gflops_before"] > 0
+    for mode in ("in_process", "workers"):
+        key = f"point_reach_{mode}_n2_env_steps_per_second"
+        assert key in record or f"point_reach_{mode}_skipped" in record
+    assert record["point_reach_in_process_n2_env_steps_per_second"] > 0
