@@ -117,7 +117,7 @@ def test_num_envs_kill_mid_round_resumes_as_uninterrupted(four_envs, tmp_path, m
 # --num_seeds: K agents in one program, each equal to its single-seed run ------------------------
 
 
-def test_num_seeds_equal_single_seed_runs_for_the_first_updates(tmp_path):
+def test_num_seeds_equal_single_seed_runs_for_the_first_updates(tmp_path, capsys):
     # One update per episode: the first update's figures are compared. (After it, Adam's
     # sign-like first step turns float-rounding differences of near-zero gradients into
     # lr-sized parameter differences, so later updates agree less tightly.)
@@ -128,9 +128,12 @@ def test_num_seeds_equal_single_seed_runs_for_the_first_updates(tmp_path):
         "prng_impl": "threefry2x32",
         "video": False,
     }
-    summary = agent.train_and_evaluate(
-        _cfg(num_seeds=3, **base), tmp_path / "k3", console_output=False
-    )
+    summary = agent.train_and_evaluate(_cfg(num_seeds=3, **base), tmp_path / "k3")
+    assert "3 seed(s) x 1 env(s) per round" in capsys.readouterr().out  # the banner
+    summary["wall_seconds"] = 1.0
+    table = dict(agent.summary_rows(summary))
+    assert "over seeds" in table["last train return"] and "seed_*" in table["metrics"]
+    assert "random return" in table and "eval return" not in table  # eval_every=0
     assert sorted(p.name for p in (tmp_path / "k3").glob("seed_*")) == [
         "seed_0",
         "seed_1",

@@ -385,7 +385,7 @@ def train_and_evaluate(
     summary.update(per_seed[0])
     if cfg.num_seeds > 1:  # seed 0's figures above; the spread over seeds here
         summary["seeds"] = per_seed
-        for name in ("eval_return", "train_return"):
+        for name in ("eval_return", "train_return", "random_return"):
             values = [r[name] for r in per_seed if name in r]
             if len(values) == len(per_seed):
                 summary[f"{name}_mean"] = float(np.mean(values))
@@ -427,8 +427,8 @@ def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int)
         ),
         ("devices", console.devices_line()),
         *(
-            [("rendering", f"MuJoCo, MUJOCO_GL={run.env.backend}")]
-            if hasattr(run.env, "backend")
+            [("rendering", f"MuJoCo, MUJOCO_GL={run.lanes[0].env.backend}")]
+            if hasattr(run.lanes[0].env, "backend")
             else []
         ),
         (
@@ -501,11 +501,27 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{summary['eval_episode']}",
             )
         )
-    if "random_return" in summary:
+    if "random_return_mean" in summary:
+        rows.append(
+            (
+                "random return",
+                f"{summary['random_return_mean']:.2f} ± {summary['random_return_std']:.2f}  "
+                "mean ± std over seeds of each seed's random seed episodes",
+            )
+        )
+    elif "random_return" in summary:
         rows.append(
             ("random return", f"{summary['random_return']:.2f}  mean of the random seed episodes")
         )
-    if "train_return" in summary:
+    if "train_return_mean" in summary:
+        rows.append(
+            (
+                "last train return",
+                f"{summary['train_return_mean']:.2f} ± {summary['train_return_std']:.2f}  "
+                "mean ± std over seeds, one episode with exploration noise each",
+            )
+        )
+    elif "train_return" in summary:
         rows.append(
             (
                 "last train return",
