@@ -24,24 +24,30 @@ def _run(*args):
     )
 
 
-def test_tiny_preset_runs_every_stage_through_the_cli(tmp_path):
+def test_tiny_preset_runs_every_stage_through_the_cli(tmp_path, capsys):
+    """In-process (it shares compiled functions with the agent tests; `--help` and the module
+    entry point run as subprocesses elsewhere in this file)."""
     logdir = tmp_path / "run"
-    result = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--stage=all")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--stage=all"]) == 0
+    )
+    out = capsys.readouterr().out
     for stage in ("collect", "vae", "mdn", "controller"):
-        assert f"{stage}:" in result.stdout
-    assert "eval_return_mean=" in result.stdout
+        assert f"{stage}:" in out
+    assert "eval_return_mean=" in out
     saved = json.loads((logdir / "evaluate.json").read_text())
     assert Path(saved["video"]).exists()
     assert json.loads((logdir / "config.json").read_text())["env"] == "point_reach"
-    # A second call resumes: every stage is skipped.
-    again = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--in_dream=auto")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("skipped") == 5
+    # A second call resumes: every stage is skipped (no --preset: the saved config).
+    assert cli.main([f"--logdir={logdir}", "--in_dream=auto"]) == 0
+    assert capsys.readouterr().out.count("skipped") == 5
     # Another config in the same directory is refused, naming the field.
-    other = _run("--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--in_dream=false")
-    assert other.returncode == 2 and "Traceback" not in other.stderr
-    assert 'in_dream: "auto" -> "false"' in other.stderr
+    assert (
+        cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--in_dream=false"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and 'in_dream: "auto" -> "false"' in err
 
 
 def test_stage_before_inputs_names_the_stage_to_run_first(tmp_path, capsys):
@@ -73,3 +79,8 @@ def test_bad_stage_is_refused_by_the_parser(capsys):
         cli.main(["--stage=train"])
     assert exit_info.value.code == 2
     assert "--stage" in capsys.readouterr().err
+
+
+def test_module_entry_point_help():
+    result = _run("--help")
+    assert result.returncode == 0 and "--stage" in result.stdout and "--preset" in result.stdout
