@@ -47,6 +47,7 @@ def test_eta_comes_from_representative_episodes_only():
 
 
 def test_stop_on_interrupt_turns_sigint_into_a_request():
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs in the background
     with console.StopOnInterrupt(grace=30) as stop:
         stop.check()
         os.kill(os.getpid(), signal.SIGINT)
@@ -55,7 +56,7 @@ def test_stop_on_interrupt_turns_sigint_into_a_request():
                 break
         with pytest.raises(console.StopRequested):
             stop.check()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the previous handler is back
 
 
 def test_stuck_main_thread_is_stopped_after_the_grace_period():
