@@ -131,10 +131,22 @@ def read_config(directory_or_path: str | os.PathLike) -> dict | None:
     return None
 
 
+def _with_defaults(saved: Mapping, defaults: Mapping) -> dict:
+    """``saved`` with the fields it lacks taken from ``defaults`` (nested dicts merged)."""
+    out = dict(saved)
+    for name, value in defaults.items():
+        if name not in out:
+            out[name] = value
+        elif isinstance(value, Mapping) and isinstance(out[name], Mapping):
+            out[name] = _with_defaults(out[name], value)
+    return out
+
+
 def check_config(
     directory_or_path: str | os.PathLike,
     config: Mapping,
     allowed: frozenset[str] | set[str] = frozenset(),
+    defaults: Mapping | None = None,
 ) -> dict | None:
     """Refuse to resume with a config that differs from the saved one.
 
@@ -143,6 +155,9 @@ def check_config(
         config: the new config.
         allowed: dotted field names that may differ (e.g. {"total_steps"}); a name also
             allows every field below it ("env" allows "env.seed").
+        defaults: the config class's defaults. A field the saved config lacks (a run written
+            before the field existed, which ran with its default behaviour) counts as this
+            default, so such a run resumes when the new config leaves it at the default.
 
     Returns:
         The saved config, or None when nothing is saved (a fresh run).
@@ -164,6 +179,8 @@ def check_config(
             f"system does not know: {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}"
             "). Use a new run directory."
         )
+    if defaults is not None:
+        saved = _with_defaults(saved, to_jsonable(defaults))
     diff = {k: v for k, v in config_diff(saved, config).items() if not is_allowed(k)}
     if diff:
         lines = "\n".join(

@@ -163,3 +163,17 @@ def test_config_read_from_checkpoint_and_tuples(tmp_path):
     ckpt.check_config(tmp_path, cfg)  # tuple vs stored JSON list is not a difference
     with pytest.raises(ckpt.ConfigMismatchError, match=r"depths: \[32, 64\] -> \[32, 128\]"):
         ckpt.check_config(tmp_path, {**cfg, "depths": (32, 128)})
+
+
+def test_run_written_before_a_field_existed_resumes_at_its_default(tmp_path):
+    """A saved config lacking a field (added since) counts as that field's default: the run
+    resumes when the new config keeps the default, and is refused, naming it, otherwise."""
+    defaults = {"lr": 1e-3, "num_envs": 1, "model": {"deter": 200, "canvas": False}}
+    ckpt.write_config(tmp_path, {"lr": 1e-3, "model": {"deter": 200}})
+    same = {"lr": 1e-3, "num_envs": 1, "model": {"deter": 200, "canvas": False}}
+    assert ckpt.check_config(tmp_path, same, defaults=defaults) is not None
+    with pytest.raises(ckpt.ConfigMismatchError, match="num_envs"):
+        ckpt.check_config(tmp_path, same)  # without defaults: a missing field differs
+    changed = {"lr": 1e-3, "num_envs": 4, "model": {"deter": 200, "canvas": False}}
+    with pytest.raises(ckpt.ConfigMismatchError, match="num_envs: 1 -> 4"):
+        ckpt.check_config(tmp_path, changed, defaults=defaults)

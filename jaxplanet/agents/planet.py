@@ -311,7 +311,12 @@ class Run:
                 f"{', '.join(sorted(envs.JAX_ENVS))} (or use --collect=host)"
             )
         config_dict = config_lib.to_dict(cfg)
-        checkpoint.check_config(self.logdir, config_dict, allowed=RESUMABLE_FIELDS)
+        checkpoint.check_config(
+            self.logdir,
+            config_dict,
+            allowed=RESUMABLE_FIELDS,
+            defaults=config_lib.to_dict(PlanetConfig()),
+        )
         self.logdir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(self.logdir, config_dict)
         self.ckpt = checkpoint.Checkpointer(self.logdir / "checkpoints", cfg.keep_checkpoints)

@@ -86,7 +86,12 @@ class Run:
             )
             env.close()
         config_dict = config_lib.to_dict(cfg)
-        checkpoint.check_config(self.logdir, config_dict, allowed=RESUMABLE_FIELDS)
+        checkpoint.check_config(
+            self.logdir,
+            config_dict,
+            allowed=RESUMABLE_FIELDS,
+            defaults=config_lib.to_dict(WorldModelsConfig()),
+        )
         self.logdir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(self.logdir, config_dict)
         self.dcfg = dream.DreamConfig(
