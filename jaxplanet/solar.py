@@ -50,6 +50,7 @@ __all__ = [
     "Decoder",
     "TrainState",
     "init_params",
+    "init_canvas",
     "encode",
     "decode",
     "cost_matrices",
@@ -82,6 +83,9 @@ class ModelConfig:
     grad_clip: float = 5.0
     svi_step: float = 0.1
     conv_impl: str = "auto"
+    # Not in the paper: a per-pixel decoder output bias set to the mean pretraining frame (opt-in;
+    # `init_canvas`), so a small CPU budget is not spent learning the static background.
+    canvas: bool = False
 
 
 _KERNELS, _STRIDES, _DECONV_KERNELS = (7, 5, 3), (1, 2, 2), (3, 6, 7)
@@ -115,6 +119,7 @@ class Decoder(nn.Module):
     channels: tuple[int, ...]
     hidden: int
     impl: str = "auto"
+    canvas: bool = False
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
@@ -127,6 +132,8 @@ class Decoder(nn.Module):
             x = networks.conv_transpose(ch, k, st, impl=self.impl, name=f"deconv{i}")(x)
             if i < len(outs) - 1:
                 x = nn.relu(x)
+        if self.canvas:  # per-pixel output bias (`init_canvas` sets it to the mean frame)
+            x = x + self.param("canvas", nn.initializers.zeros, x.shape[1:])
         return x.reshape(batch + x.shape[1:])
 
 
@@ -135,7 +142,7 @@ def _encoder(cfg: ModelConfig) -> Encoder:
 
 
 def _decoder(cfg: ModelConfig) -> Decoder:
-    return Decoder(cfg.channels, cfg.hidden, cfg.conv_impl)
+    return Decoder(cfg.channels, cfg.hidden, cfg.conv_impl, cfg.canvas)
 
 
 def init_params(cfg: ModelConfig, key: jax.Array, action_dim: int) -> dict:
@@ -153,6 +160,20 @@ def init_params(cfg: ModelConfig, key: jax.Array, action_dim: int) -> dict:
             "log_std": jnp.zeros(()),
         },
     }
+
+
+def init_canvas(params: dict, obs: Any) -> dict:
+    """Sets the decoder's per-pixel output bias (``canvas=True``) to the logits of the mean frame.
+
+    obs: uint8 [..., 64, 64, 3] frames (the pretraining data). With the static background already
+    explained at step 0, the pixel likelihood's gradient is about the moving parts from the start
+    (without it a small CPU budget is spent learning the background; see the quick preset).
+    """
+    frames = jnp.asarray(obs).reshape((-1, 64, 64, 3))
+    mean = jnp.mean(frames.astype(jnp.float32) / 255.0, axis=0)
+    mean = jnp.clip(mean, 1e-3, 1.0 - 1e-3)
+    dec = dict(params["dec"], canvas=jnp.log(mean) - jnp.log1p(-mean))
+    return dict(params, dec=dec)
 
 
 def encode(params: dict, cfg: ModelConfig, obs: jax.Array) -> tuple[jax.Array, jax.Array]:

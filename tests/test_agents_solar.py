@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxplanet import checkpoint
+from jaxplanet import checkpoint, replay
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import solar, solar_config, solar_eval, solar_policy
@@ -200,3 +200,19 @@ def test_step_mult_follows_the_models_own_improvement_estimates():
     fns["fit"] = lambda *a: (local, next(estimates))
     solar_policy.improve_policy(cfg, fns, run, new, 4)
     assert mults[-1] == 5.0
+
+
+def test_canvas_starts_at_the_mean_pretraining_frame(tmp_path):
+    """``--model.canvas``: after the pretraining rollouts, before any model step, the decoder's
+    per-pixel output bias holds the logits of their mean frame."""
+    cfg = _cfg(iterations=1, pretrain_steps=0, model_steps=1, eval_episodes=1)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, canvas=True))
+    solar.train_and_evaluate(cfg, tmp_path)
+    template = solar.initial_run(cfg, 2)
+    run = checkpoint.Checkpointer(tmp_path / "checkpoints", create=False).restore_step(1, template)
+    frames = np.concatenate(
+        [ep["obs"] for ep in replay.iter_episodes(tmp_path / "episodes", cfg.pretrain_rollouts)]
+    )
+    mean = np.clip(frames.astype(np.float32).mean(0) / 255, 1e-3, 1 - 1e-3)
+    canvas = np.asarray(run["train"].params["dec"]["canvas"])
+    np.testing.assert_allclose(1 / (1 + np.exp(-canvas)), mean, atol=1e-5)

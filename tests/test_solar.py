@@ -63,6 +63,24 @@ def test_paper_encoder_decoder_shapes():
     assert out.shape == (1, 64, 64, 3)
 
 
+def test_canvas_starts_at_the_mean_frame():
+    """``canvas=True``: a per-pixel output bias, which `init_canvas` sets to the logits of the
+    mean frame (clipped), so the decoder's output is the mean frame plus the deconv stack's."""
+    cfg = dataclasses.replace(TINY, canvas=True)
+    params = solar.init_params(cfg, jax.random.key(0), 2)
+    assert params["dec"]["canvas"].shape == (64, 64, 3)
+    assert "canvas" not in solar.init_params(TINY, jax.random.key(0), 2)["dec"]
+    obs = _data()["obs"]
+    params = solar.init_canvas(params, obs)
+    mean = np.clip(np.asarray(obs, np.float32).reshape(-1, 64, 64, 3).mean(0) / 255, 1e-3, 0.999)
+    np.testing.assert_allclose(jax.nn.sigmoid(params["dec"]["canvas"]), mean, atol=1e-5)
+    zero_canvas = dict(params, dec=dict(params["dec"], canvas=jnp.zeros((64, 64, 3))))
+    s = jnp.ones((2, 3))
+    diff = solar.decode(params, cfg, s) - solar.decode(zero_canvas, cfg, s)
+    canvas = jnp.broadcast_to(params["dec"]["canvas"], diff.shape)
+    np.testing.assert_allclose(diff, canvas, atol=1e-5)
+
+
 @pytest.mark.parametrize("dynamics, variant", [("global", "vae"), ("time_varying", "solar")])
 def test_local_kl_is_nonnegative_and_infer_shapes(dynamics, variant):
     cfg = dataclasses.replace(TINY, dynamics=dynamics, variant=variant)

@@ -198,7 +198,12 @@ def train_and_evaluate(cfg: SolarConfig, logdir: str | Path) -> dict[str, Any]:
         pre_env = make_env(cfg, cfg.seed, random_start=True)
         handles.append(pre_env)
     try:
-        checkpoint.check_config(logdir, config_lib.to_dict(cfg), allowed=RESUMABLE_FIELDS)
+        checkpoint.check_config(
+            logdir,
+            config_lib.to_dict(cfg),
+            allowed=RESUMABLE_FIELDS,
+            defaults=config_lib.to_dict(SolarConfig()),
+        )
         logdir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(logdir, config_lib.to_dict(cfg))
         ckpt = checkpoint.Checkpointer(logdir / "checkpoints", cfg.keep_checkpoints)
@@ -283,6 +288,10 @@ def _loop(cfg, logdir, env_triple, ckpt, handles) -> dict[str, Any]:
             returns, successes = _random_baseline(cfg, eval_env, repeat)
         row = {"random_return": float(np.mean(returns))}
         row.update(success_rate("random_success", successes))
+        if cfg.model.canvas:  # the decoder's output bias starts at the mean pretraining frame
+            frames = np.concatenate([ep["obs"] for ep in data.episodes])
+            params = solar.init_canvas(run["train"].params, frames)
+            run["train"] = run["train"].replace(params=params)
         row.update(update(cfg.pretrain_steps, 0, 0))
         run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
         logger.scalars(counters["env_steps"], row)
