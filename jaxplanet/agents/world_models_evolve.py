@@ -177,9 +177,9 @@ def evaluate(run: Run) -> dict[str, Any]:
     if path.exists():
         print(f"evaluate: {path} exists; skipped.")
         return json.loads(path.read_text())
+    flat, ctrl = final_controller(run, "evaluate")  # first: names the controller stage
     params = world_model_params(run, "evaluate")
     es = _evolution(run)
-    flat, ctrl = final_controller(run, "evaluate")
     returns, lengths = real_episodes(run, params, flat[None], es, run.key(EVAL), cfg.eval_episodes)
     returns, lengths = returns[0], lengths[0]
     random = [
