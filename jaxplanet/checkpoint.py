@@ -40,6 +40,7 @@ __all__ = [
     "CONFIG_FILE",
     "Checkpointer",
     "ConfigMismatchError",
+    "claim_run_dir",
     "check_config",
     "config_diff",
     "read_config",
@@ -129,6 +130,21 @@ def read_config(directory_or_path: str | os.PathLike) -> dict | None:
             except Exception:  # noqa: BLE001 — try an older checkpoint
                 continue
     return None
+
+
+def claim_run_dir(directory: str | os.PathLike, cfg: Any, allowed: frozenset[str]) -> Path:
+    """Start or resume a run of the dataclass config ``cfg`` in ``directory``.
+
+    Refuses (`check_config`, with the config class's defaults for fields an older run lacks)
+    a directory holding a run of another config, before anything is written; then creates the
+    directory and writes ``config.json``. Returns the directory.
+    """
+    directory = Path(directory)
+    config = config_lib.to_dict(cfg)
+    check_config(directory, config, allowed, defaults=config_lib.to_dict(type(cfg)()))
+    directory.mkdir(parents=True, exist_ok=True)
+    write_config(directory, config)
+    return directory
 
 
 def _with_defaults(saved: Mapping, defaults: Mapping) -> dict:

@@ -310,15 +310,7 @@ class Run:
                 f"--collect=device: {cfg.env} is not a pure-JAX task; valid: "
                 f"{', '.join(sorted(envs.JAX_ENVS))} (or use --collect=host)"
             )
-        config_dict = config_lib.to_dict(cfg)
-        checkpoint.check_config(
-            self.logdir,
-            config_dict,
-            allowed=RESUMABLE_FIELDS,
-            defaults=config_lib.to_dict(PlanetConfig()),
-        )
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_config(self.logdir, config_dict)
+        checkpoint.claim_run_dir(self.logdir, cfg, RESUMABLE_FIELDS)
         self.ckpt = checkpoint.Checkpointer(self.logdir / "checkpoints", cfg.keep_checkpoints)
 
     @property

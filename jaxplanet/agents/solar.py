@@ -198,14 +198,7 @@ def train_and_evaluate(cfg: SolarConfig, logdir: str | Path) -> dict[str, Any]:
         pre_env = make_env(cfg, cfg.seed, random_start=True)
         handles.append(pre_env)
     try:
-        checkpoint.check_config(
-            logdir,
-            config_lib.to_dict(cfg),
-            allowed=RESUMABLE_FIELDS,
-            defaults=config_lib.to_dict(SolarConfig()),
-        )
-        logdir.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_config(logdir, config_lib.to_dict(cfg))
+        checkpoint.claim_run_dir(logdir, cfg, RESUMABLE_FIELDS)
         ckpt = checkpoint.Checkpointer(logdir / "checkpoints", cfg.keep_checkpoints)
         handles.append(ckpt)
         return _loop(cfg, logdir, (env, eval_env, pre_env), ckpt, handles)

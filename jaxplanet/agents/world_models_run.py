@@ -85,15 +85,7 @@ class Run:
                 },
             )
             env.close()
-        config_dict = config_lib.to_dict(cfg)
-        checkpoint.check_config(
-            self.logdir,
-            config_dict,
-            allowed=RESUMABLE_FIELDS,
-            defaults=config_lib.to_dict(WorldModelsConfig()),
-        )
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_config(self.logdir, config_dict)
+        checkpoint.claim_run_dir(self.logdir, cfg, RESUMABLE_FIELDS)
         self.dcfg = dream.DreamConfig(
             vae=self.r.vae,
             mdn=self.r.mdn,
