@@ -58,3 +58,5 @@ def test_module_entry_point_help():
         timeout=120,
     )
     assert result.returncode == 0 and "--mode" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "(default: None)" not in text and text.count("(default:") == text.count("default:")

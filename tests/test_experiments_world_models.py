@@ -84,3 +84,6 @@ def test_bad_stage_is_refused_by_the_parser(capsys):
 def test_module_entry_point_help():
     result = _run("--help")
     assert result.returncode == 0 and "--stage" in result.stdout and "--preset" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "(default: None)" not in text and text.count("(default:") == text.count("default:")
+    assert "what to run (default: all)" in text and "random seed (default: 0)" in text

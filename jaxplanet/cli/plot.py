@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-plot") -> int
     parser = cli.Parser(
         prog=prog,
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--logdir", nargs="+", required=True, help="run directories (several: mean ± std)"

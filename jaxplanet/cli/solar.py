@@ -34,7 +34,7 @@ def parse_args(
     parser = cli.Parser(
         prog=prog,
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cli.add_run_flags(
         parser,

@@ -32,7 +32,7 @@ def parse_args(
     parser = cli.Parser(
         prog=prog,
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cli.add_run_flags(
         parser,
@@ -42,7 +42,10 @@ def parse_args(
         mode=False,
     )
     parser.add_argument(
-        "--stage", default="all", choices=("all", *world_models.STAGES), help="what to run"
+        "--stage",
+        default="all",
+        choices=("all", *world_models.STAGES),
+        help="what to run (default: all)",
     )
     names = cli.field_flags(parser, world_models_config.paper())
     args = parser.parse_args(argv)
