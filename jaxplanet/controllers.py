@@ -4,9 +4,13 @@ C is one linear layer on the concatenation of V's latent z and M's hidden state 
 
     a = tanh(W [z, h] + b)                     # (32 + 256) * 3 + 3 = 867 parameters (CarRacing)
 
+The authors' take_cover C (`doomrnn/model.py`, `config.py`) instead reads M's cell state too and
+has no bias: a = tanh(W [z, c, h]), (64 + 2 * 512) * 1 = 1088 parameters (`init(..., cell=True,
+bias=False)`; `act(params, z, h, c)`).
+
 For VizDoom take_cover C has one output in [-1, 1], mapped as in the authors' code to a discrete
 move: left below -1/3, right above 1/3, stay in between (`take_cover_action` returns it as
--1 / 1 / 0, the value M and the environment wrapper see).
+-1 / 1 / 0, the value the environment wrapper sees).
 
 C is evolved with CMA-ES (`evosax.algorithms.CMA_ES`, evosax 0.3.2). evosax minimises, so
 `Evolution` hands it negated returns; controller parameters travel as one flat vector
@@ -37,25 +41,45 @@ ActionMap = Literal["continuous", "take_cover"]
 TAKE_COVER_THRESHOLD = 1.0 / 3.0
 
 
-def init(key: jax.Array, z_dim: int, hidden: int, action_dim: int, scale: float = 0.0) -> Any:
-    """C's parameters {"w": [Z + H, A], "b": [A]} (zeros, or N(0, scale^2) entries)."""
+def init(
+    key: jax.Array,
+    z_dim: int,
+    hidden: int,
+    action_dim: int,
+    scale: float = 0.0,
+    *,
+    cell: bool = False,
+    bias: bool = True,
+) -> Any:
+    """C's parameters (zeros, or N(0, scale^2) entries).
+
+    Returns {"w": [Z + H, A], "b": [A]}; with `cell` W also reads M's cell state c
+    ([Z + 2H, A]); without `bias` there is no "b".
+    """
     k_w, k_b = jax.random.split(key)
-    n_in = z_dim + hidden
-    return {
-        "w": scale * jax.random.normal(k_w, (n_in, action_dim), jnp.float32),
-        "b": scale * jax.random.normal(k_b, (action_dim,), jnp.float32),
-    }
+    n_in = z_dim + (2 if cell else 1) * hidden
+    params = {"w": scale * jax.random.normal(k_w, (n_in, action_dim), jnp.float32)}
+    if bias:
+        params["b"] = scale * jax.random.normal(k_b, (action_dim,), jnp.float32)
+    return params
 
 
-def num_params(z_dim: int, hidden: int, action_dim: int) -> int:
-    """(Z + H) * A + A."""
-    return (z_dim + hidden) * action_dim + action_dim
+def num_params(
+    z_dim: int, hidden: int, action_dim: int, *, cell: bool = False, bias: bool = True
+) -> int:
+    """(Z + H) * A + A; (Z + 2H) * A with `cell`; no "+ A" without `bias`."""
+    return (z_dim + (2 if cell else 1) * hidden) * action_dim + (action_dim if bias else 0)
 
 
-def act(params: Any, z: jax.Array, h: jax.Array) -> jax.Array:
-    """a = tanh(W [z, h] + b). z [..., Z], h [..., H] -> f32 [..., A] in [-1, 1]."""
-    x = jnp.concatenate([z, h], axis=-1)
-    return jnp.tanh(x @ params["w"] + params["b"])
+def act(params: Any, z: jax.Array, h: jax.Array, c: jax.Array | None = None) -> jax.Array:
+    """a = tanh(W [z, h] + b), or tanh(W [z, c, h] (+ b)) given M's cell state c.
+
+    z [..., Z], h and c [..., H] -> f32 [..., A] in [-1, 1]. The bias is added when `params`
+    has one ("b").
+    """
+    x = jnp.concatenate([z, h] if c is None else [z, c, h], axis=-1)
+    y = x @ params["w"]
+    return jnp.tanh(y + params["b"] if "b" in params else y)
 
 
 def take_cover_action(a: jax.Array) -> jax.Array:

@@ -2,8 +2,9 @@
 
 `dream_env(params, cfg, temperature)` returns a `JaxEnv` whose state is (LSTM state, z, key, t,
 done). A step feeds (z_t, a_t) to M, samples z_{t+1} from its mixtures at temperature tau and,
-with a done head, done_{t+1} ~ Bernoulli(`done_probability`) (M's done logit with the positive
-weight of its loss undone); the PRNG key lives in the state, so
+with a done head, ends the episode by `done_rule`: "threshold" (the authors' `doomrnn.py`: done
+where M's done logit > 0, no sampling) or "sample" (done_{t+1} ~ Bernoulli(`done_probability`),
+M's done logit with the positive weight of its loss undone); the PRNG key lives in the state, so
 `step(state, action)` is deterministic given the state. Observations (for videos) are V's
 decoding of z. Rewards: "survival" (take_cover: 1 per step taken alive) or "head" (M's reward
 head: point_reach, CarRacing). Once done, the state is frozen and steps accrue nothing.
@@ -34,6 +35,7 @@ from jaxplanet.envs.base import EnvSpec, JaxEnv
 __all__ = [
     "DreamConfig",
     "DreamState",
+    "controller_action",
     "done_probability",
     "dream_env",
     "generation_returns",
@@ -53,6 +55,11 @@ class DreamConfig:
       max_steps: agent steps per dream episode (then done).
       reward: "survival" (1 per step taken alive) or "head" (M's reward head).
       action_map: "continuous" (identity) or "take_cover" (authors' thresholding).
+      done_rule: with a done head, "sample" (Bernoulli of `done_probability`) or "threshold"
+        (done where the done logit > 0, as the authors' Doom dream).
+      controller_input: C reads "zh" ([z, h]) or "zch" ([z, c, h], the authors' Doom C).
+      m_action: M reads the action C chose after the action map ("mapped") or before it
+        ("raw": C's tanh output clipped to [-1, 1], as the authors' Doom code feeds M).
     """
 
     vae: vae.VAEConfig = dataclasses.field(default_factory=vae.VAEConfig)
@@ -61,6 +68,9 @@ class DreamConfig:
     max_steps: int = 1000
     reward: Literal["survival", "head"] = "head"
     action_map: controllers.ActionMap = "continuous"
+    done_rule: Literal["sample", "threshold"] = "sample"
+    controller_input: Literal["zh", "zch"] = "zh"
+    m_action: Literal["mapped", "raw"] = "mapped"
 
 
 @flax.struct.dataclass
@@ -108,6 +118,19 @@ def done_probability(done_logit: jax.Array, mdn_cfg: mdn_rnn.MDNConfig) -> jax.A
     return jax.nn.sigmoid(done_logit - jnp.log(jnp.float32(mdn_cfg.done_pos_weight)))
 
 
+def controller_action(ctrl: Any, cfg: DreamConfig, z: jax.Array, carry: Any) -> jax.Array:
+    """C's output f32 [..., A] in [-1, 1] (before the action map) on z and M's state (c, h)."""
+    c = carry[0] if cfg.controller_input == "zch" else None
+    return controllers.act(ctrl, z, carry[1], c)
+
+
+def _m_action(cfg: DreamConfig, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mapped action for the task, the action M reads) from C's output."""
+    raw = jnp.clip(action, -1.0, 1.0)
+    mapped = controllers.map_action(cfg.action_map, raw)
+    return mapped, raw if cfg.m_action == "raw" else mapped
+
+
 def transition(
     params: Any,
     cfg: DreamConfig,
@@ -120,14 +143,16 @@ def transition(
 
     The samples use `key` when given, else the key stored in `state` (which always advances).
     """
-    action = controllers.map_action(cfg.action_map, jnp.clip(action, -1.0, 1.0))
-    carry, out = mdn_rnn.step(params["mdn"], cfg.mdn, state.carry, state.z, action)
+    _, m_in = _m_action(cfg, action)
+    carry, out = mdn_rnn.step(params["mdn"], cfg.mdn, state.carry, state.z, m_in)
     next_key, step_key = jax.random.split(state.key)
     k_z, k_done = jax.random.split(step_key if key is None else key)
     z = mdn_rnn.sample(k_z, out.logits, out.means, out.log_stds, temperature)
     t = state.t + 1
     done = t >= cfg.max_steps
-    if cfg.mdn.done_head:
+    if cfg.mdn.done_head and cfg.done_rule == "threshold":
+        done = done | (out.done_logit > 0.0)
+    elif cfg.mdn.done_head:
         done = done | jax.random.bernoulli(k_done, done_probability(out.done_logit, cfg.mdn))
     reward = jnp.ones((), jnp.float32) if cfg.reward == "survival" else out.reward
     new = DreamState(carry=carry, z=z, key=next_key, t=t, done=done)
@@ -172,7 +197,7 @@ def _dream_return(params, cfg, temperature, ctrl, key, steps):
     state = initial_state(params, cfg, key)
 
     def body(s, _):
-        a = controllers.act(ctrl, s.z, s.carry[1])
+        a = controller_action(ctrl, cfg, s.z, s.carry)
         s, r = transition(params, cfg, temperature, s, a)
         return s, r
 
@@ -228,7 +253,7 @@ def world_model_policy_step(
     obs: jax.Array,
     key: jax.Array | None = None,
 ) -> tuple[jax.Array, Any, jax.Array]:
-    """The agent in the real world: V encodes, C acts on [z, h], M reads (z, a).
+    """The agent in the real world: V encodes, C acts on [z, h] (or [z, c, h]), M reads (z, a).
 
     Args:
       params: {"vae", "mdn", ...}; ctrl: C's parameters; carry: M's LSTM state (c, h).
@@ -240,8 +265,8 @@ def world_model_policy_step(
     """
     mean, std = vae.encode(params["vae"], cfg.vae, obs)
     z = mean if key is None else mean + std * jax.random.normal(key, mean.shape)
-    action = controllers.map_action(cfg.action_map, controllers.act(ctrl, z, carry[1]))
-    carry, _ = mdn_rnn.step(params["mdn"], cfg.mdn, carry, z, action)
+    action, m_in = _m_action(cfg, controller_action(ctrl, cfg, z, carry))
+    carry, _ = mdn_rnn.step(params["mdn"], cfg.mdn, carry, z, m_in)
     return action, carry, z
 
 

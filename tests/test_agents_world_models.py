@@ -231,3 +231,43 @@ def test_final_controller_is_public_and_scores_as_evaluated(tiny_run):
     assert flat.shape == (controllers.num_params(r.vae.z_dim, r.mdn.hidden, 2),)
     a = controllers.act(ctrl, np.zeros(r.vae.z_dim, np.float32), np.zeros(r.mdn.hidden))
     assert a.shape == (2,) and np.all(np.abs(np.asarray(a)) <= 1)
+
+
+def test_paper_preset_is_the_released_agent_per_task():
+    from jaxplanet import controllers
+
+    expect = {  # env: (M units, C parameters, lr decay, window, reward head)
+        "doom_take_cover": (512, 64 + 2 * 512, 0.99999, 500, False),  # doomrnn/
+        "car_racing": (256, (32 + 256) * 3 + 3, 1.0, 999, False),  # carracing/
+    }
+    for env, (hidden, n_c, decay, window, reward_head) in expect.items():
+        r = wm_config.resolved(dataclasses.replace(wm_config.paper(), env=env))
+        a = 1 if env == "doom_take_cover" else 3
+        n = controllers.num_params(
+            r.vae.z_dim, r.mdn.hidden, a, cell=r.c_input == "zch", bias=r.c_bias
+        )
+        assert (r.mdn.hidden, n, r.mdn.lr_decay, r.mdn_seq_len) == (hidden, n_c, decay, window)
+        assert r.mdn.reward_head is reward_head and r.mdn.grad_clip_mode == "value"
+        assert r.mdn.forget_bias == 1.0
+    paper, quick = wm_config.paper(), wm_config.quick()
+    for name in ("done_rule", "c_input", "c_bias", "m_action"):
+        assert getattr(quick, name) == getattr(paper, name)  # quick: paper on a CPU budget
+
+
+def test_run_dir_written_before_the_released_options_still_resumes(tmp_path):
+    # A config.json without the fields added for the released code reads them as the class
+    # defaults, which are the behaviour such runs had; the paper preset differs and is refused.
+    from jaxplanet import checkpoint
+
+    new = ("done_rule", "c_input", "c_bias", "m_action")
+    saved = config_lib.to_dict(CFG)
+    for name in new:
+        saved.pop(name)
+    for name in ("grad_clip_mode", "lr_decay", "min_lr", "forget_bias"):
+        saved["mdn"].pop(name)
+    checkpoint.write_config(tmp_path, saved)
+    checkpoint.claim_run_dir(tmp_path, CFG, wm_config.RESUMABLE_FIELDS)  # no error
+    checkpoint.write_config(tmp_path, saved)
+    released = dataclasses.replace(CFG, done_rule="threshold")
+    with pytest.raises(ConfigMismatchError, match='done_rule: "sample" -> "threshold"'):
+        checkpoint.claim_run_dir(tmp_path, released, wm_config.RESUMABLE_FIELDS)

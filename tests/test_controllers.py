@@ -63,3 +63,17 @@ def test_cma_es_finds_minimum_of_shifted_quadratic():
     np.testing.assert_allclose(flat, target, atol=1e-3)
     assert float(value) > -1e-5 and float(best[0]) < -1.0
     assert es.unflatten(flat)["x"].shape == (5,)
+
+
+def test_doom_controller_reads_z_c_h_without_bias_1088_parameters():
+    # The authors' doomrnn C (config.py: input_size 576 + 512, output 1; model.py: no bias).
+    params = controllers.init(
+        jax.random.key(0), z_dim=64, hidden=512, action_dim=1, cell=True, bias=False
+    )
+    flat, _ = controllers.flatten(params)
+    assert set(params) == {"w"} and flat.shape == (1088,)
+    assert controllers.num_params(64, 512, 1, cell=True, bias=False) == 1088 == 64 + 2 * 512
+    small = controllers.init(jax.random.key(1), 3, 5, 2, scale=1.0, cell=True, bias=False)
+    z, c, h = (jax.random.normal(jax.random.key(i), (4, n)) for i, n in ((2, 3), (3, 5), (4, 5)))
+    want = np.tanh(np.concatenate([z, c, h], -1) @ np.asarray(small["w"]))  # order z, c, h
+    np.testing.assert_allclose(controllers.act(small, z, h, c), want, rtol=1e-5, atol=1e-6)

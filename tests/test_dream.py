@@ -175,3 +175,45 @@ def test_done_is_sampled_with_the_loss_weight_undone(params):
         {**params, "mdn": mdn}, survival, 1.0, cands, KEY(2), unflatten=unflatten, rollouts=2000
     )
     assert abs(float(got.mean()) - 2.0) < 0.15, float(got.mean())  # raw sigmoid: ~1.1
+
+
+@pytest.mark.parametrize("bias", [-0.01, 0.01, 3.0])
+def test_threshold_rule_ends_exactly_where_the_done_logit_is_positive(params, bias):
+    # The authors' Doom dream: done iff M's done logit > 0, no sampling (any key, any step).
+    mdn = dict(params["mdn"])
+    mdn["done"] = {"kernel": jnp.zeros_like(mdn["done"]["kernel"]), "bias": jnp.array([bias])}
+    cfg = dataclasses.replace(CFG, done_rule="threshold")
+    step = jax.jit(
+        lambda s, k: dream.transition({**params, "mdn": mdn}, cfg, 1.0, s, jnp.zeros(2), k)
+    )
+    for seed in range(5):
+        state = dream.initial_state(params, cfg, KEY(seed))
+        state, _ = step(state, KEY(100 + seed))
+        assert bool(state.done) == (bias > 0)
+    # Logit varying with the state: done exactly where the logit computed by M is > 0.
+    state = dream.initial_state(params, cfg, KEY(3))
+    _, out = mdn_rnn.step(params["mdn"], MCFG, state.carry, state.z, jnp.zeros(2))
+    for offset in (-1e-3, 1e-3):
+        b = params["mdn"]["done"]["bias"] - out.done_logit + offset
+        moved = {**params, "mdn": {**params["mdn"], "done": {**params["mdn"]["done"], "bias": b}}}
+        got, _ = dream.transition(moved, cfg, 1.0, state, jnp.zeros(2))
+        assert bool(got.done) == (offset > 0)
+
+
+def test_raw_m_action_and_controller_on_z_c_h(params):
+    # take_cover: C's output 0.2 maps to "stay" (0) for the task, but M reads 0.2 ("raw").
+    mcfg = dataclasses.replace(MCFG, done_head=False)
+    p = {**params, "mdn": mdn_rnn.init(mcfg, KEY(4), action_dim=1)}
+    base = dataclasses.replace(CFG, mdn=mcfg, action_dim=1, action_map="take_cover")
+    state = dream.initial_state(p, base, KEY(5))
+    a = jnp.array([0.2])
+    for m_action, m_in in (("mapped", 0.0), ("raw", 0.2)):
+        cfg = dataclasses.replace(base, m_action=m_action)
+        got, _ = dream.transition(p, cfg, 1.0, state, a)
+        carry, _ = mdn_rnn.step(p["mdn"], mcfg, state.carry, state.z, jnp.array([m_in]))
+        np.testing.assert_allclose(got.carry[1], carry[1], rtol=1e-6)
+    ctrl = controllers.init(KEY(6), 4, 8, 1, scale=0.5, cell=True, bias=False)
+    carry = (jnp.full((8,), 0.3), jnp.full((8,), -0.2))
+    zch = dataclasses.replace(base, controller_input="zch")
+    want = controllers.act(ctrl, state.z, carry[1], carry[0])
+    np.testing.assert_allclose(dream.controller_action(ctrl, zch, state.z, carry), want)

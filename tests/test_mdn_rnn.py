@@ -1,5 +1,7 @@
 """World Models M: mixture log density vs scipy, temperature sampling, shapes, learning."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,3 +152,28 @@ def test_mask_excludes_padding():
     _, b = mdn_rnn.loss_fn(params, CFG, short, jax.random.key(5))
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_clip_by_value_and_by_norm():
+    g = {"a": jnp.array([5.0, -0.5, -3.0])}
+    value = dataclasses.replace(CFG, grad_clip_mode="value")
+    out, _ = mdn_rnn.gradient_clip(value).update(g, None)
+    np.testing.assert_allclose(out["a"], [1.0, -0.5, -1.0])  # tf.clip_by_value, as released
+    out, _ = mdn_rnn.gradient_clip(CFG).update(g, None)
+    np.testing.assert_allclose(out["a"], np.array([5.0, -0.5, -3.0]) / np.sqrt(34.25), rtol=1e-6)
+
+
+def test_learning_rate_decays_as_the_released_doom_m():
+    cfg = dataclasses.replace(CFG, lr_decay=0.99999, min_lr=1e-5)
+    for n in (0, 1, 24_400, 10**6):
+        want = (1e-3 - 1e-5) * 0.99999**n + 1e-5  # doomrnn/rnn_train.py
+        np.testing.assert_allclose(mdn_rnn.learning_rate(cfg, n), want, rtol=1e-4)
+    np.testing.assert_allclose(mdn_rnn.learning_rate(CFG, 10**6), 1e-3)  # lr_decay = 1
+
+
+def test_forget_bias_starts_the_forget_gate_bias_only():
+    plain = mdn_rnn.init(CFG, jax.random.key(0), 2)
+    tf_like = mdn_rnn.init(dataclasses.replace(CFG, forget_bias=1.0), jax.random.key(0), 2)
+    np.testing.assert_array_equal(tf_like["lstm"]["hf"]["bias"], plain["lstm"]["hf"]["bias"] + 1)
+    tf_like["lstm"]["hf"]["bias"] = plain["lstm"]["hf"]["bias"]
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), tf_like, plain))

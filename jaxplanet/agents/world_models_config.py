@@ -1,12 +1,17 @@
 """World Models run configuration and its named presets (Ha & Schmidhuber 2018).
 
-``paper`` holds the published settings (10,000 random rollouts; V with z = 32 / 64; M an LSTM of
-256 units with 5 Gaussians per dim; CMA-ES, population 64, 16 rollouts per candidate);
-``quick`` is a CPU-sized run; ``tiny`` is what the tests use (point_reach, seconds).
+``paper`` is the paper's agent as the authors released it (hardmaru/WorldModelsExperiments,
+``doomrnn/`` and ``carracing/``; README "The paper preset and the authors' released code" lists
+what still differs): 10,000 random rollouts; V with z = 32 / 64; M an LSTM of 256 (CarRacing) /
+512 (Doom) units with 5 Gaussians per dim; C on [z, h] with a bias (CarRacing) / on [z, c, h]
+without (Doom); CMA-ES, population 64, 16 rollouts per candidate. ``quick`` is a CPU-sized
+version of ``paper``; ``tiny`` is what the tests use (point_reach, seconds).
 
-Fields that depend on the task (latent size, M's heads, reward of the dream, action mapping,
-temperature, whether C trains in the dream) default to ``0`` / ``"auto"`` and are resolved from
-`ENV_SETTINGS` by `resolved`.
+Fields that depend on the task (latent size, M's width, heads, schedule and window, reward of the
+dream, action mapping, temperature, C's inputs, whether C trains in the dream) are ``0`` /
+``"auto"`` in ``paper`` and are resolved from `ENV_SETTINGS` by `resolved`. Fields added after
+runs were made default (in the class) to the behaviour those runs had, so an old run directory
+resumes (`checkpoint.claim_run_dir` reads a missing field as the class default).
 """
 
 from __future__ import annotations
@@ -36,18 +41,29 @@ def _field(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
-#: Paper settings per task. in_dream: CarRacing's C was evolved in the real environment,
-#: take_cover's entirely in the dream at tau = 1.15.
+#: Settings per task, as the authors released them (``carracing/``, ``doomrnn/``). in_dream:
+#: CarRacing's C was evolved in the real environment, take_cover's entirely in the dream.
+#: reward_head: CarRacing's released M predicts z only, so its reward head is built only when
+#: its C trains in the dream (which needs a reward). mdn_*: M's width, learning-rate schedule
+#: (lr_decay per update down to min_lr) and training window (`carracing/rnn_train.py`: whole
+#: 1000-frame episodes, constant lr; `doomrnn/rnn_train.py`: 500 steps, 0.99999 decay).
+#: c_input / c_bias: C's inputs and bias (`doomrnn/config.py`: 64 + 2 * 512 inputs, no bias).
 ENV_SETTINGS: dict[str, dict[str, Any]] = {
     "car_racing": dict(
         z_dim=32,
         done_head=False,
-        reward_head=True,
+        reward_head="in_dream",
         reward="head",
         action_map="continuous",
         temperature=1.0,
         in_dream=False,
         random_hold=1,
+        mdn_hidden=256,
+        mdn_lr_decay=1.0,
+        mdn_min_lr=1e-5,
+        mdn_seq_len=999,
+        c_input="zh",
+        c_bias=True,
     ),
     "doom_take_cover": dict(
         z_dim=64,
@@ -58,6 +74,12 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         temperature=1.15,
         in_dream=True,
         random_hold=1,
+        mdn_hidden=512,
+        mdn_lr_decay=0.99999,
+        mdn_min_lr=1e-5,
+        mdn_seq_len=500,
+        c_input="zch",
+        c_bias=False,
     ),
     "point_reach": dict(
         z_dim=32,
@@ -68,6 +90,12 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         temperature=1.0,
         in_dream=True,
         random_hold=5,  # i.i.d. actions barely move the point mass: M would never see motion
+        mdn_hidden=256,
+        mdn_lr_decay=1.0,
+        mdn_min_lr=0.0,
+        mdn_seq_len=500,
+        c_input="zh",
+        c_bias=True,
     ),
 }
 
@@ -91,7 +119,9 @@ class WorldModelsConfig:
     vae_max_frames: int = _field(2_000_000, "frames of random rollouts loaded to train V")
     mdn_steps: int = _field(4_000, "M's gradient steps")
     mdn_batch: int = _field(100, "sequences per M batch")
-    mdn_seq_len: int = _field(500, "steps per M training sequence")
+    mdn_seq_len: int = _field(
+        500, "steps per M training sequence; 0 = task default (500 Doom, 999 CarRacing)"
+    )
     population: int = _field(64, "CMA-ES population")
     rollouts_per_candidate: int = _field(16, "episodes per candidate; its score is their mean")
     generations: int = _field(300, "CMA-ES generations")
@@ -99,6 +129,22 @@ class WorldModelsConfig:
     temperature: float = _field(0.0, "tau of the dream; 0 = paper value (1.15 Doom, else 1)")
     in_dream: Literal["auto", "true", "false"] = _field(
         "auto", "evolve C in the dream (auto: Doom yes, CarRacing no, point_reach yes)"
+    )
+    done_rule: Literal["sample", "threshold"] = _field(
+        "sample",
+        "dream's done (M's done head): threshold = done where the logit > 0 (authors' Doom "
+        "dream); sample = Bernoulli with the loss's positive weight undone",
+    )
+    c_input: Literal["auto", "zh", "zch"] = _field(
+        "zh", "C's input: [z, h] or [z, c, h] (M's cell state too); auto: Doom zch, else zh"
+    )
+    c_bias: Literal["auto", "true", "false"] = _field(
+        "true", "C has a bias; auto: Doom no (authors' doomrnn C), else yes"
+    )
+    m_action: Literal["mapped", "raw"] = _field(
+        "mapped",
+        "what M reads and random rollouts record: the action after the task's action map, or "
+        "C's raw output in [-1, 1] (authors' Doom code; the same for continuous tasks)",
     )
     eval_every: int = _field(25, "score the mean controller in the real task every N generations")
     eval_episodes: int = _field(100, "real episodes of the final evaluation (paper: 100)")
@@ -121,7 +167,6 @@ class WorldModelsConfig:
             "vae_max_frames",
             "mdn_steps",
             "mdn_batch",
-            "mdn_seq_len",
             "population",
             "rollouts_per_candidate",
             "generations",
@@ -133,6 +178,17 @@ class WorldModelsConfig:
             if getattr(self, name) < 1:
                 raise config_lib.ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
         nonneg = ("action_repeat", "episode_length", "z_dim", "eval_every", "temperature")
+        if self.mdn_seq_len < 0:
+            raise config_lib.ConfigError(f"--mdn_seq_len: must be >= 0, got {self.mdn_seq_len}")
+        for name in ("hidden", "lr_decay", "min_lr", "forget_bias"):
+            if getattr(self.mdn, name) < 0:
+                raise config_lib.ConfigError(
+                    f"--mdn.{name}: must be >= 0, got {getattr(self.mdn, name)}"
+                )
+        if self.mdn.grad_clip_mode not in ("norm", "value"):
+            raise config_lib.ConfigError(
+                f"--mdn.grad_clip_mode: 'norm' or 'value', got {self.mdn.grad_clip_mode!r}"
+            )
         for name in (*nonneg, "random_hold"):
             if getattr(self, name) < 0:
                 raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
@@ -159,17 +215,33 @@ class Resolved:
     temperature: float
     in_dream: bool
     random_hold: int
+    mdn_seq_len: int = 500
+    c_input: str = "zh"
+    c_bias: bool = True
 
 
 def resolved(cfg: WorldModelsConfig) -> Resolved:
-    """Fills the ``0`` / ``"auto"`` fields from `ENV_SETTINGS`."""
+    """Fills the ``0`` / ``"auto"`` fields from `ENV_SETTINGS`.
+
+    In ``cfg.mdn``, ``hidden = 0`` and ``lr_decay = 0`` mean the task's value (``lr_decay = 0``
+    also takes the task's ``min_lr``).
+    """
     s = ENV_SETTINGS[cfg.env]
     z_dim = cfg.z_dim or s["z_dim"]
     vae_cfg = dataclasses.replace(cfg.vae, z_dim=z_dim)
-    mdn_cfg = dataclasses.replace(
-        cfg.mdn, z_dim=z_dim, done_head=s["done_head"], reward_head=s["reward_head"]
-    )
     in_dream = s["in_dream"] if cfg.in_dream == "auto" else cfg.in_dream == "true"
+    reward_head = in_dream if s["reward_head"] == "in_dream" else s["reward_head"]
+    schedule = {}
+    if not cfg.mdn.lr_decay:
+        schedule = {"lr_decay": s["mdn_lr_decay"], "min_lr": s["mdn_min_lr"]}
+    mdn_cfg = dataclasses.replace(
+        cfg.mdn,
+        z_dim=z_dim,
+        hidden=cfg.mdn.hidden or s["mdn_hidden"],
+        done_head=s["done_head"],
+        reward_head=reward_head,
+        **schedule,
+    )
     return Resolved(
         vae_cfg,
         mdn_cfg,
@@ -178,6 +250,9 @@ def resolved(cfg: WorldModelsConfig) -> Resolved:
         cfg.temperature or s["temperature"],
         in_dream,
         cfg.random_hold or s["random_hold"],
+        cfg.mdn_seq_len or s["mdn_seq_len"],
+        s["c_input"] if cfg.c_input == "auto" else cfg.c_input,
+        s["c_bias"] if cfg.c_bias == "auto" else cfg.c_bias == "true",
     )
 
 
@@ -187,21 +262,38 @@ RESUMABLE_FIELDS = frozenset(
 )
 
 
+#: What ``paper`` (and ``quick``) take from the authors' released code beyond the class defaults.
+_RELEASED = dict(done_rule="threshold", c_input="auto", c_bias="auto", m_action="raw")
+_RELEASED_MDN = dict(grad_clip_mode="value", lr_decay=0.0, forget_bias=1.0)
+
+
 def paper() -> WorldModelsConfig:
-    """The published settings (Doom by default; pass --env=car_racing for CarRacing)."""
-    return WorldModelsConfig()
+    """The paper's agent as released (Doom by default; pass --env=car_racing for CarRacing).
+
+    Beyond the class defaults: M's width, lr schedule and window from the task (Doom: 512 units,
+    lr 1e-3 * 0.99999^n down to 1e-5, 500-step windows; CarRacing: 256, constant, 999),
+    gradients clipped by value at 1, forget-gate bias 1 (TF's LSTM); C on [z, c, h] without a
+    bias for Doom; the dream's done where M's done logit > 0; M reads C's raw action.
+    """
+    return WorldModelsConfig(
+        mdn_seq_len=0,
+        **_RELEASED,
+        mdn=MDNConfig(hidden=0, **_RELEASED_MDN),
+    )
 
 
 def quick() -> WorldModelsConfig:
-    """A CPU-sized run: Doom's every stage in well under an hour on 2 cores.
+    """A CPU-sized version of ``paper``: Doom's every stage in well under an hour on 2 cores.
 
-    Kept from the paper: z (64 Doom / 32 CarRacing), M's LSTM of 256 units with 5 Gaussians per
-    dim and its done head, tau = 1.15, C's shape, 100 final real episodes. Smaller: 200 random
-    rollouts (paper 10,000), V at half width (depth 16) for 2,000 updates, M for 800 updates of
-    32 x 100-step windows, CMA-ES with population 32 x 8 rollouts (paper 64 x 16) for 20
-    generations.
+    The same agent as ``paper`` (z 64 Doom / 32 CarRacing, 5 Gaussians per dim and the done
+    head, tau = 1.15, C's inputs and bias, the dream's done threshold, M reading C's raw action,
+    M's clipping by value, lr schedule and forget bias, 100 final real episodes), smaller:
+    M's LSTM of 256 units (paper Doom: 512), 200 random rollouts (paper 10,000), V at half
+    width (depth 16) for 2,000 updates, M for 800 updates of 32 x 100-step windows, CMA-ES with
+    population 32 x 8 rollouts (paper 64 x 16) for 20 generations.
     """
     return WorldModelsConfig(
+        **_RELEASED,
         rollouts=200,
         workers=2,
         vae_steps=2000,
@@ -219,7 +311,7 @@ def quick() -> WorldModelsConfig:
         checkpoint_every=200,
         prng_impl="rbg",
         vae=VAEConfig(depth=16, lr=1e-3),
-        mdn=MDNConfig(hidden=256),
+        mdn=MDNConfig(hidden=256, **_RELEASED_MDN),
     )
 
 

@@ -46,8 +46,16 @@ __all__ = [
 
 
 def _evolution(run: Run) -> controllers.Evolution:
-    """CMA-ES over C's flat parameters ([Z + H] * A + A of them)."""
-    template = controllers.init(run.root, run.r.vae.z_dim, run.r.mdn.hidden, run.spec.action_dim)
+    """CMA-ES over C's flat parameters ((Z + H) * A + A of them, or (Z + 2H) * A for Doom's
+    released C on [z, c, h] without a bias)."""
+    template = controllers.init(
+        run.root,
+        run.r.vae.z_dim,
+        run.r.mdn.hidden,
+        run.spec.action_dim,
+        cell=run.r.c_input == "zch",
+        bias=run.r.c_bias,
+    )
     return controllers.Evolution.make(template, run.cfg.population, run.cfg.sigma_init)
 
 
@@ -151,7 +159,8 @@ def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]
       stage: the stage asking, for the error message.
 
     Returns:
-      (flat parameters f32 [(Z + H) * A + A], the controller pytree for `controllers.act`).
+      (flat parameters f32 [N] (`controllers.num_params`), the controller pytree for
+      `dream.controller_action`).
 
     Raises:
       MissingInputError: the controller stage has not finished (names the stage to run).
@@ -243,7 +252,7 @@ def real_and_dream_video(run: Run, params: Any, ctrl: Any) -> np.ndarray:
         state, obs = env.reset(k)
 
         def body(s, _):
-            s, o, _, _ = env.step(s, controllers.act(ctrl, s.z, s.carry[1]))
+            s, o, _, _ = env.step(s, dream.controller_action(ctrl, run.dcfg, s.z, s.carry))
             return s, o
 
         return jnp.concatenate([obs[None], jax.lax.scan(body, state, None, len(real) - 1)[1]])

@@ -93,6 +93,9 @@ class Run:
             max_steps=self.spec.agent_steps,
             reward=self.r.reward,
             action_map=self.r.action_map,
+            done_rule=cfg.done_rule,
+            controller_input=self.r.c_input,
+            m_action=cfg.m_action,
         )
 
     def key(self, stream: int, index: int = 0) -> jax.Array:
@@ -116,7 +119,9 @@ class Run:
 
 
 class RandomPolicy:
-    """Uniform actions in [-1, 1]^A, each held for `random_hold` steps, then the action map.
+    """Uniform actions in [-1, 1]^A, each held for `random_hold` steps, then the action map
+    (with ``m_action="raw"`` the raw action: the env applies the map itself, and the recorded
+    action is the one M reads).
 
     Episode ``i`` draws from its own generator (seeded by the run seed and ``i``), so a rollout
     does not depend on which wave or worker ran it.
@@ -134,7 +139,9 @@ class RandomPolicy:
         """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A]."""
         if self.t % self.run.r.random_hold == 0:
             a = np.stack([g.uniform(-1.0, 1.0, self.run.spec.action_dim) for g in self.rngs])
-            self.a = np.asarray(controllers.map_action(self.run.r.action_map, a), np.float32)
+            if self.run.cfg.m_action == "mapped":
+                a = controllers.map_action(self.run.r.action_map, a)
+            self.a = np.asarray(a, np.float32)
         self.t += 1
         return self.a
 

@@ -132,7 +132,7 @@ def train_mdn(run: Run) -> dict[str, Any]:
 
     def batch(i):
         rng = np.random.default_rng([cfg.seed, MDN, i])
-        return sample_sequences(series, rng, cfg.mdn_batch, cfg.mdn_seq_len)
+        return sample_sequences(series, rng, cfg.mdn_batch, run.r.mdn_seq_len)
 
     def update(s, b, k):
         return mdn_rnn.train_step(s, b, k, run.r.mdn)
