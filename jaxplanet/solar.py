@@ -47,6 +47,7 @@ from jaxplanet import lgssm, mniw, networks
 __all__ = [
     "ModelConfig",
     "Encoder",
+    "SpatialSoftmaxEncoder",
     "Decoder",
     "TrainState",
     "init_params",
@@ -86,6 +87,10 @@ class ModelConfig:
     # Not in the paper: a per-pixel decoder output bias set to the mean pretraining frame (opt-in;
     # `init_canvas`), so a small CPU budget is not spent learning the static background.
     canvas: bool = False
+    # Not in the paper: "spatial_softmax" replaces the conv encoder by small convs, a spatial
+    # soft-argmax per channel and a linear map to the potential mean (Finn et al. 2016, deep
+    # spatial autoencoders; `SpatialSoftmaxEncoder`), so the mean is affine in where things are.
+    encoder: Literal["conv", "spatial_softmax"] = "conv"
 
 
 _KERNELS, _STRIDES, _DECONV_KERNELS = (7, 5, 3), (1, 2, 2), (3, 6, 7)
@@ -137,8 +142,49 @@ class Decoder(nn.Module):
         return x.reshape(batch + x.shape[1:])
 
 
-def _encoder(cfg: ModelConfig) -> Encoder:
-    return Encoder(cfg.latent, cfg.channels, cfg.hidden, cfg.min_potential_var, cfg.conv_impl)
+_SOFTMAX_KERNELS, _SOFTMAX_STRIDES = (5, 3, 3), (2, 1, 1)
+
+
+class SpatialSoftmaxEncoder(nn.Module):
+    """64x64x3 -> Gaussian potential via feature points (Finn et al., ICRA 2016).
+
+    Convs 5/3/3 with strides 2/1/1 (64 -> 30 -> 28 -> 26, far cheaper on CPU than the released
+    encoder's stride-1 7x7 conv at 64x64), then per channel a softmax over the 26x26 positions
+    with a learned temperature and its expected image coordinates in [-1, 1] (2 per channel).
+    The mean is a linear map of these feature points, so an object moving on a uniform
+    background moves the mean affinely; the variance comes from a small MLP on them.
+    """
+
+    latent: int
+    channels: tuple[int, ...]
+    hidden: int
+    min_var: float
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        batch = obs.shape[:-3]
+        x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
+        layers = zip(self.channels, _SOFTMAX_KERNELS, _SOFTMAX_STRIDES, strict=True)
+        for i, (ch, k, s) in enumerate(layers):
+            x = networks.conv(ch, k, s, impl=self.impl, name=f"conv{i}")(x)
+            if i < len(self.channels) - 1:
+                x = nn.relu(x)
+        N, H, W, C = x.shape
+        log_temp = self.param("log_temperature", nn.initializers.zeros, ())
+        attn = jax.nn.softmax(x.reshape(N, H * W, C) / jnp.exp(log_temp), axis=1)
+        rows, cols = jnp.meshgrid(jnp.linspace(-1, 1, H), jnp.linspace(-1, 1, W), indexing="ij")
+        grid = jnp.stack([rows.reshape(-1), cols.reshape(-1)], -1)  # [H*W, 2]
+        points = jnp.einsum("npc,pk->nck", attn, grid).reshape(N, 2 * C)
+        mean = nn.Dense(self.latent, name="mean")(points)
+        h = nn.relu(nn.Dense(self.hidden, name="dense")(points))
+        var = jax.nn.softplus(nn.Dense(self.latent, name="var")(h)) + self.min_var
+        return mean.reshape(batch + (-1,)), var.reshape(batch + (-1,))
+
+
+def _encoder(cfg: ModelConfig) -> nn.Module:
+    cls = SpatialSoftmaxEncoder if cfg.encoder == "spatial_softmax" else Encoder
+    return cls(cfg.latent, cfg.channels, cfg.hidden, cfg.min_potential_var, cfg.conv_impl)
 
 
 def _decoder(cfg: ModelConfig) -> Decoder:

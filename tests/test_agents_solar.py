@@ -165,6 +165,19 @@ def test_pretrain_random_start_needs_a_task_that_has_it():
     env.close()
 
 
+@pytest.mark.parametrize(
+    "model, match",
+    [({"encoder": "resnet"}, "--model.encoder"), ({"channels": (4, 4)}, "--model.channels")],
+)
+def test_model_encoder_and_channels_are_validated(model, match):
+    cfg = _cfg()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model))
+    with pytest.raises(config_lib.ConfigError, match=match):
+        cfg.validate()
+    assert solar_config.quick().model.encoder == "spatial_softmax"  # the quick preset's encoder
+    assert solar_config.paper().model.encoder == "conv"  # the released one
+
+
 def test_step_mult_follows_the_models_own_improvement_estimates():
     """released lqrflm.step_adjust: actual = previous estimate of the old policy's cost minus the
     new fit's estimate of the policy that ran; the change per iteration is clipped to [0.1, 5]."""

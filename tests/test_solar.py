@@ -81,6 +81,29 @@ def test_canvas_starts_at_the_mean_frame():
     np.testing.assert_allclose(diff, canvas, atol=1e-5)
 
 
+def test_spatial_softmax_encoder_mean_is_affine_in_object_position():
+    """``encoder="spatial_softmax"``: convs 5/3/3 (strides 2/1/1) to 26x26 maps, one feature
+    point per channel, a linear map to the mean. With VALID convs a blob on a uniform background
+    moves the softmax's mass without changing its total, so the mean (at any parameters) is
+    exactly affine in the blob's position (shifts in steps of the first conv's stride)."""
+    cfg = dataclasses.replace(TINY, encoder="spatial_softmax")
+    params = solar.init_params(cfg, jax.random.key(0), 2)
+    shapes = jax.tree.map(lambda x: x.shape, params["enc"])
+    assert shapes["conv0"]["kernel"] == (5, 5, 3, 4) and shapes["log_temperature"] == ()
+    assert shapes["mean"]["kernel"] == (2 * 2, 3)  # 2 channels x (row, col) -> latent 3
+    pos = np.array([(r, c) for r in range(14, 42, 4) for c in range(12, 44, 6)])
+    obs = np.zeros((len(pos), 64, 64, 3), np.uint8)
+    for i, (r, c) in enumerate(pos):
+        obs[i, r : r + 3, c : c + 3] = (250, 90, 40)
+    params["enc"]["log_temperature"] = jnp.log(0.05)  # a peaked softmax: still affine
+    mean, var = jax.jit(lambda p, o: solar.encode(p, cfg, o))(params, jnp.asarray(obs))
+    assert mean.shape == (len(pos), 3) and bool(jnp.all(var > 0))
+    X = np.c_[pos, np.ones(len(pos))]
+    coef, *_ = np.linalg.lstsq(X, np.asarray(mean, np.float64), rcond=None)
+    assert np.abs(X @ coef - np.asarray(mean)).max() < 1e-4 * (1 + np.abs(mean).max())
+    assert np.abs(coef[:2]).max() > 1e-4  # and the mean does move with the blob
+
+
 @pytest.mark.parametrize("dynamics, variant", [("global", "vae"), ("time_varying", "solar")])
 def test_local_kl_is_nonnegative_and_infer_shapes(dynamics, variant):
     cfg = dataclasses.replace(TINY, dynamics=dynamics, variant=variant)
