@@ -6,6 +6,7 @@ Worker tests spawn processes (each imports JAX: seconds), so there are only a fe
 import importlib.util
 import multiprocessing
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -147,6 +148,15 @@ def test_argument_checks_and_unknown_names():
         vector.make_batched("point_reach", 2, workers=True, colour="red")
     with pytest.raises(ValueError, match="num_envs"):
         vector.make_batched("point_reach", 0)
+
+
+def test_worker_envs_without_gymnasium_name_the_extra(monkeypatch):
+    """Without gymnasium a bad name is still named first; a good one asks for the extra."""
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # makes `import gymnasium` fail
+    with pytest.raises(envs.UnknownEnvError, match="point_rech"):
+        vector.make_batched("point_rech", 2, workers=True)
+    with pytest.raises(ImportError, match=r"jaxplanet\[worldmodels\]"):
+        vector.make_batched("point_reach", 2, workers=True, **POINT)
 
 
 class _Broken:

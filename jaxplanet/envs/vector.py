@@ -452,15 +452,16 @@ class WorkerEnvs(_Batched):
         timeout: float | None = None,
         **options: Any,
     ):
-        gymnasium = require("gymnasium", "worker-process environments")
         if operator.index(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         make_fn = make_fn or _default_make()
+        # A bad name or option is named first, with or without the optional package.
         probe = make_fn(name, seed=seed, **options)
         try:
             self.spec: EnvSpec = probe.spec
         finally:
             probe.close()
+        gymnasium = require("gymnasium", "worker-process environments")
         self.name, self.num_envs, self.timeout = name, int(num_envs), timeout
         self.seeds = [int(seed) + i for i in range(self.num_envs)]
         fns = [
