@@ -96,8 +96,8 @@ class ModelConfig:
 _KERNELS, _STRIDES, _DECONV_KERNELS = (7, 5, 3), (1, 2, 2), (3, 6, 7)
 
 
-class Encoder(nn.Module):
-    """64x64x3 -> Gaussian potential (mean [n], var [n]): convs 7/5/3, strides 1/2/2, dense."""
+class _PotentialEncoder(nn.Module):
+    """Fields shared by the encoders: frames uint8 [..., 64, 64, 3] -> (mean, var) [..., n]."""
 
     latent: int
     channels: tuple[int, ...]
@@ -105,10 +105,18 @@ class Encoder(nn.Module):
     min_var: float
     impl: str = "auto"
 
+
+def _flat_frames(obs: jax.Array) -> tuple[tuple[int, ...], jax.Array]:
+    """(leading batch shape, frames f32 [N, 64, 64, 3] in [0, 1]) from uint8 [..., 64, 64, 3]."""
+    return obs.shape[:-3], obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
+
+
+class Encoder(_PotentialEncoder):
+    """64x64x3 -> Gaussian potential (mean [n], var [n]): convs 7/5/3, strides 1/2/2, dense."""
+
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        batch = obs.shape[:-3]
-        x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
+        batch, x = _flat_frames(obs)
         for i, (ch, k, s) in enumerate(zip(self.channels, _KERNELS, _STRIDES, strict=True)):
             x = nn.relu(networks.conv(ch, k, s, impl=self.impl, name=f"conv{i}")(x))
         x = nn.relu(nn.Dense(self.hidden, name="dense")(x.reshape(x.shape[0], -1)))
@@ -145,7 +153,7 @@ class Decoder(nn.Module):
 _SOFTMAX_KERNELS, _SOFTMAX_STRIDES = (5, 3, 3), (2, 1, 1)
 
 
-class SpatialSoftmaxEncoder(nn.Module):
+class SpatialSoftmaxEncoder(_PotentialEncoder):
     """64x64x3 -> Gaussian potential via feature points (Finn et al., ICRA 2016).
 
     Convs 5/3/3 with strides 2/1/1 (64 -> 30 -> 28 -> 26, far cheaper on CPU than the released
@@ -155,16 +163,9 @@ class SpatialSoftmaxEncoder(nn.Module):
     background moves the mean affinely; the variance comes from a small MLP on them.
     """
 
-    latent: int
-    channels: tuple[int, ...]
-    hidden: int
-    min_var: float
-    impl: str = "auto"
-
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        batch = obs.shape[:-3]
-        x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
+        batch, x = _flat_frames(obs)
         layers = zip(self.channels, _SOFTMAX_KERNELS, _SOFTMAX_STRIDES, strict=True)
         for i, (ch, k, s) in enumerate(layers):
             x = networks.conv(ch, k, s, impl=self.impl, name=f"conv{i}")(x)
