@@ -15,8 +15,13 @@ Reads the ``metrics.jsonl`` that `jaxplanet.logging.Logger` writes in each run d
   ``mdn/``, ``controller/``, whose ``step`` counts updates or generations).
 
 Several run directories (seeds) give one thin curve per run and their mean ± std (runs are
-interpolated onto the union of their steps, within each run's range). Missing keys, single rows
-and NaN values are tolerated; a directory without rows is a clear error.
+interpolated onto the union of their steps, within each run's range). Runs are averaged only
+when their ``config.json`` agree in every field but the seed and the reporting fields of
+`SEED_FREE_FIELDS` (a run of another preset or setting is refused, naming the differing
+fields). The return panel's vertical range is the runs' own returns and the random line: a
+published figure far above them (a CPU-sized run beside the paper's ~850) is named in the
+legend as off the scale instead of squashing the curves. Missing keys, single rows and NaN
+values are tolerated; a directory without rows is a clear error.
 
     write_learning_curves(["runs/s0", "runs/s1"], "curves.png")   # -> Path("curves.png")
 """
@@ -41,6 +46,7 @@ from jaxplanet.logging import METRICS_FILE, read_metrics
 
 __all__ = [
     "PAPER_RETURNS",
+    "SEED_FREE_FIELDS",
     "Run",
     "find_runs",
     "learning_curves_figure",
@@ -65,6 +71,27 @@ PAPER_RETURNS: dict[str, dict[str, float]] = {
     "car_racing": {"World Models (paper)": 906.0},
 }
 
+#: config.json fields that may differ between runs averaged in one plot: the seed, and fields that
+#: change only how long a run goes or what it reports (of PlaNet, World Models and SOLAR).
+SEED_FREE_FIELDS = frozenset(
+    {
+        "seed",
+        "episodes",
+        "iterations",
+        "generations",
+        "eval_every",
+        "eval_episodes",
+        "video",
+        "video_length",
+        "progress",
+        "debug_nans",
+        "keep_checkpoints",
+        "checkpoint_every",
+        "workers",
+        "devices",
+    }
+)
+
 _RETURN = re.compile(r"^(?!random|oracle|paper)[^/]*return(_mean)?$")
 _REFERENCE = {
     "random_return": "random",
@@ -84,12 +111,14 @@ class Run(NamedTuple):
       env: the ``env`` of its ``config.json`` ("" when unknown).
       rows: rows of its ``metrics.jsonl`` (dicts with ``step``).
       stages: sub-directory name -> its rows (World Models' vae / mdn / controller).
+      config: its ``config.json`` ({} when missing or unreadable).
     """
 
     name: str
     env: str
     rows: list[dict]
     stages: dict[str, list[dict]]
+    config: dict = {}
 
 
 def _number(value: Any) -> float:
@@ -150,12 +179,45 @@ def load_run(logdir: str | os.PathLike) -> Run:
             sub_rows = [r for r in read_metrics(sub) if isinstance(r, dict) and "step" in r]
             if sub_rows:
                 stages[sub.name] = sub_rows
-    env = ""
+    config: dict = {}
     try:
-        env = str(json.loads((logdir / "config.json").read_text()).get("env", ""))
-    except (OSError, ValueError, AttributeError):
+        loaded = json.loads((logdir / "config.json").read_text())
+        config = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
         pass
-    return Run(logdir.name or str(logdir), env, rows, stages)
+    return Run(logdir.name or str(logdir), str(config.get("env", "")), rows, stages, config)
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_config(runs: Sequence[Run]) -> None:
+    """Raises ValueError unless every run's config equals the first's outside `SEED_FREE_FIELDS`
+    (runs without a ``config.json`` are not compared).
+
+    The error names the first differing runs and up to five differing fields with both values.
+    """
+    known = [run for run in runs if run.config]
+    if len(known) < 2:
+        return
+    first = {k: v for k, v in _flat(known[0].config).items() if k not in SEED_FREE_FIELDS}
+    for run in known[1:]:
+        other = {k: v for k, v in _flat(run.config).items() if k not in SEED_FREE_FIELDS}
+        diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {first.get(k)!r} vs {other.get(k)!r}" for k in diff[:5])
+            more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
+            raise ValueError(
+                f"runs {known[0].name} and {run.name} have different configs ({shown}{more}); "
+                "only seeds of one config are averaged: plot them separately"
+            )
 
 
 def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +305,7 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     """
     if not runs:
         raise ValueError("no runs to plot")
+    check_same_config(runs)
     all_rows = [r for run in runs for r in run.rows]
     return_keys = _keys(all_rows, _RETURN)
     success_keys = _keys(all_rows, _SUCCESS)
@@ -264,11 +327,24 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
 
     ax = axes[0]
     ax.set_title("return")
+    seen: list[np.ndarray] = []
     for i, key in enumerate(return_keys):
         curves = [(run.name, *_series(run.rows, key)) for run in runs]
-        _draw(ax, [c for c in curves if c[1].size], key, colors[i % 10])
-    for j, (label, value) in enumerate(reference_returns(runs).items()):
-        ax.axhline(value, color="0.3", ls=("--", ":", "-.")[j % 3], lw=1.0, label=label)
+        curves = [c for c in curves if c[1].size]
+        seen += [y for _, _, y in curves]
+        _draw(ax, curves, key, colors[i % 10])
+    refs = reference_returns(runs)
+    low, high = _return_range(seen, refs)
+    for j, (label, value) in enumerate(refs.items()):
+        style = dict(color="0.3", ls=("--", ":", "-.")[j % 3], lw=1.0)
+        if low is not None and not low <= value <= high:
+            # off the runs' scale: named in the legend, not drawn (gid says so for tests)
+            (line,) = ax.plot([], [], **style, label=f"{label}: {value:g} (off scale)")
+            line.set_gid(f"offscale:{label}")
+        else:
+            ax.axhline(value, **style, label=label)
+    if low is not None:
+        ax.set_ylim(low, high)
     if not return_keys:
         ax.text(0.5, 0.5, "no return logged", ha="center", va="center", transform=ax.transAxes)
     panel = 1
@@ -301,6 +377,25 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     for ax in axes[panel:]:
         ax.set_visible(False)
     return fig
+
+
+def _return_range(
+    curves: list[np.ndarray], refs: dict[str, float]
+) -> tuple[float, float] | tuple[None, None]:
+    """The return panel's y-range: the runs' returns and the random line, widened to take in
+    each other reference line that lies within one such span of it, plus a 5 % margin.
+    (None, None) without returns."""
+    values = [float(v) for y in curves for v in y]
+    if not values:
+        return None, None
+    if "random" in refs:
+        values.append(refs["random"])
+    lo, hi = min(values), max(values)
+    span = max(hi - lo, 1e-6)
+    near = [v for v in refs.values() if lo - span <= v <= hi + span]
+    lo, hi = min([lo, *near]), max([hi, *near])
+    pad = 0.05 * max(hi - lo, 1e-6)
+    return lo - pad, hi + pad
 
 
 def write_learning_curves(

@@ -190,6 +190,23 @@ def test_bad_scale_flags_are_named(changes, flag):
         _cfg(**changes).validate()
 
 
+@pytest.mark.parametrize("name", ["quick", "tiny"])
+def test_num_seeds_with_an_rbg_preset_picks_threefry(name, capsys):
+    base = planet_config.preset(name)
+    assert base.prng_impl == "rbg"
+    flags = planet_config.prng_for_seeds(base, {"num_seeds": "3"})
+    assert flags == {"num_seeds": "3", "prng_impl": "threefry2x32"}
+    assert config_lib.override(base, flags).num_seeds == 3  # validated on the way
+    assert "--num_seeds=3: PRNG threefry2x32 instead of the preset's rbg" in capsys.readouterr().out
+    assert planet_config.prng_for_seeds(base, {"seed": "4"}) == {"seed": "4"}
+    assert capsys.readouterr().out == ""
+    # an explicit --prng_impl=rbg is the user's choice: kept, then refused by name
+    asked = {"num_seeds": "3", "prng_impl": "rbg"}
+    assert planet_config.prng_for_seeds(base, asked) == asked
+    with pytest.raises(config_lib.ConfigError, match="--num_seeds=3: needs --prng_impl"):
+        config_lib.override(base, asked)
+
+
 def test_collect_device_refuses_a_host_task_before_writing(tmp_path):
     cfg = _cfg(env="cartpole_swingup", collect="device")
     with pytest.raises(config_lib.ConfigError, match="--collect=device: .*point_reach"):

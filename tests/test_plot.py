@@ -110,8 +110,42 @@ def test_world_models_stages_and_paper_reference(tmp_path):
     fig = plot.learning_curves_figure([plot.load_run(run)])
     assert {"run:wm:eval_return_mean", "run:wm:vae/loss", "run:wm:mdn/loss"} <= _gids(fig)
     assert not any("env_steps" in g or "std" in g for g in _gids(fig))
-    labels = {ln.get_label(): ln.get_ydata()[0] for ln in fig.axes[0].get_lines()}
-    assert labels["random"] == 2.0 and labels["World Models (paper)"] == 906.0
+    labels = {ln.get_label(): list(ln.get_ydata()) for ln in fig.axes[0].get_lines()}
+    assert labels["random"][0] == 2.0
+    # 906 is far above the run's returns (5, random 2): named, not drawn, and the axis keeps
+    # the run's scale
+    assert labels["World Models (paper): 906 (off scale)"] == []
+    low, high = fig.axes[0].get_ylim()
+    assert 1.0 < low < 2.0 and 5.0 < high < 6.0
+
+
+def test_return_axis_keeps_a_near_reference_line(tmp_path):
+    run = tmp_path / "cp"
+    with Logger(run, use_tensorboard=False) as log:
+        log.scalars(0, {"random_return": 150.0})
+        log.scalars(1000, {"eval_return": 500.0})
+    (run / "config.json").write_text(json.dumps({"env": "cartpole_swingup"}))
+    fig = plot.learning_curves_figure([plot.load_run(run)])
+    labels = {ln.get_label(): list(ln.get_ydata()) for ln in fig.axes[0].get_lines()}
+    # 821 and 850 lie within one span (150 .. 500) above the runs: drawn, and in range
+    assert labels["PlaNet (paper)"][0] == 821.0 and labels["CEM + true simulator (paper)"]
+    low, high = fig.axes[0].get_ylim()
+    assert low < 150.0 and 850.0 < high < 900.0
+
+
+def test_runs_of_different_configs_are_not_averaged(tmp_path):
+    runs = [_write_run(tmp_path / f"s{i}", seed=i) for i in range(2)]
+    other = _write_run(tmp_path / "quick", seed=2)
+    (other / "config.json").write_text(
+        json.dumps({"env": "point_reach", "seed": 2, "model": {"deter": 64}, "episodes": 9})
+    )
+    for r in runs:  # seeds and run length may differ; a model field may not
+        cfg = {"env": "point_reach", "seed": int(r.name[1]), "model": {"deter": 200}}
+        (r / "config.json").write_text(json.dumps({**cfg, "episodes": 5 + int(r.name[1])}))
+    assert plot.learning_curves_figure([plot.load_run(r) for r in runs])
+    with pytest.raises(ValueError, match=r"different configs \(model.deter: 200 vs 64\)"):
+        plot.write_learning_curves([*runs, other])
+    assert not list(tmp_path.rglob("*.png"))
 
 
 def test_errors_name_the_directory(tmp_path):

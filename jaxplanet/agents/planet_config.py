@@ -20,6 +20,7 @@ __all__ = [
     "PlanetConfig",
     "paper",
     "preset",
+    "prng_for_seeds",
     "quick",
     "tiny",
 ]
@@ -161,6 +162,26 @@ class PlanetConfig:
             raise config_lib.ConfigError(
                 "--collect=device: runs the collection scan on one device; use --devices=1"
             )
+
+
+def prng_for_seeds(base: PlanetConfig, overrides: dict[str, str]) -> dict[str, str]:
+    """``overrides`` plus ``prng_impl=threefry2x32`` when they train several seeds of a ``base``
+    (a preset) that uses rbg.
+
+    rbg keys draw other numbers under ``jax.vmap``, so K vmapped seeds need threefry for seed k
+    to equal a single run of seed k (the quick and tiny presets pick rbg only because it
+    compiles faster). A ``--prng_impl`` the user gave is kept (and refused by
+    `PlanetConfig.validate` if it is rbg). Prints one line when it adds the switch.
+    """
+    num_seeds = int(overrides.get("num_seeds", base.num_seeds))
+    if num_seeds > 1 and base.prng_impl != "threefry2x32" and "prng_impl" not in overrides:
+        print(
+            f"--num_seeds={num_seeds}: PRNG threefry2x32 instead of the preset's "
+            f"{base.prng_impl} (which draws other numbers under vmap); seed k equals a single "
+            "run with --prng_impl=threefry2x32"
+        )
+        return {**overrides, "prng_impl": "threefry2x32"}
+    return overrides
 
 
 # Fields that may change when a run directory is resumed (more episodes, other reporting).

@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> i
         base, preset = cli.base_config(
             planet_config.PlanetConfig, planet_config.preset, args.logdir, args.preset
         )
-        cfg = config_lib.override(base, overrides)
+        cfg = config_lib.override(base, planet_config.prng_for_seeds(base, overrides))
         logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{preset}-s{cfg.seed}")
         summary = planet.train_and_evaluate(cfg, logdir, preset=preset)
         print(
