@@ -10,9 +10,12 @@ to [LOG_STD_MIN, LOG_STD_MAX] so no input gives NaN. Sampling at temperature tau
 authors' code: mixture logits are divided by tau and component stds multiplied by sqrt(tau).
 
 Loss (reductions made explicit): the z term is the NLL summed over latent dims divided by
-Z (the authors average over dims), mean over valid steps; the done term is a binary cross
-entropy with positives weighted by `done_pos_weight` (the authors' `restart_factor` = 10);
-the reward term is a squared error; terms are added with weights from the config.
+Z (the authors average over dims), mean over valid steps whose z target is real (`z_mask`: a
+blank terminal frame is not); the done term is a binary cross entropy with positives weighted by
+`done_pos_weight` (the authors' `restart_factor` = 10); the reward term is a squared error;
+terms are added with weights from the config. `train_step` starts every sequence from a zero
+LSTM state; `stream_train_step` carries the state from one batch to the next (consecutive chunks
+of episode streams, the authors' Doom M), zeroing it where `reset` marks an episode's first frame.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "MDNConfig",
     "MDNOutput",
     "MDNRNN",
+    "MDNStreamState",
     "MDNTrainState",
     "init",
     "gradient_clip",
@@ -43,6 +47,7 @@ __all__ = [
     "observe",
     "sample",
     "step",
+    "stream_train_step",
     "train_step",
 ]
 
@@ -150,13 +155,22 @@ def step(params: Any, cfg: MDNConfig, carry: Any, z: jax.Array, action: jax.Arra
     return MDNRNN(cfg).apply({"params": params}, carry, z, action)
 
 
-def observe(params: Any, cfg: MDNConfig, z: jax.Array, action: jax.Array, carry: Any = None):
+def observe(
+    params: Any,
+    cfg: MDNConfig,
+    z: jax.Array,
+    action: jax.Array,
+    carry: Any = None,
+    reset: jax.Array | None = None,
+):
     """Runs M over sequences with `lax.scan`.
 
     Args:
       z: f32 [B, T, Z] latents z_0 .. z_{T-1}.
       action: f32 [B, T, A] actions a_0 .. a_{T-1} (a_t taken after seeing z_t).
       carry: initial LSTM state (default zeros).
+      reset: bool [B, T] or None: where true, the state is zeroed before reading (z_t, a_t)
+        (an episode's first frame).
 
     Returns:
       (final carry, MDNOutput with a [B, T] prefix: predictions of step t + 1 at index t,
@@ -164,12 +178,16 @@ def observe(params: Any, cfg: MDNConfig, z: jax.Array, action: jax.Array, carry:
     """
     if carry is None:
         carry = initial_state(cfg, z.shape[:1])
+    if reset is None:
+        reset = jnp.zeros(z.shape[:2], bool)
 
     def body(c, inputs):
-        c, out = step(params, cfg, c, *inputs)
+        first, *xs = inputs
+        c = jax.tree.map(lambda x: jnp.where(first[:, None], 0.0, x), c)
+        c, out = step(params, cfg, c, *xs)
         return c, (out, c[1])
 
-    xs = (jnp.swapaxes(z, 0, 1), jnp.swapaxes(action, 0, 1))
+    xs = (jnp.swapaxes(reset, 0, 1), jnp.swapaxes(z, 0, 1), jnp.swapaxes(action, 0, 1))
     carry, (out, h) = jax.lax.scan(body, carry, xs)
     out = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
     return carry, out, jnp.swapaxes(h, 0, 1)
@@ -225,22 +243,30 @@ def loss_fn(
     Args:
       batch: `z_mean`, `z_std` f32 [B, T + 1, Z]; `action` f32 [B, T, A] (a_t taken at z_t);
         `reward` f32 [B, T] (r_{t+1}); `done` f32 [B, T] (episode ended at t + 1);
-        `mask` f32 [B, T] (1 for real transitions, 0 for padding).
+        `mask` f32 [B, T] (1 for real transitions, 0 for padding); optional `z_mask` f32
+        [B, T] (0 where z_{t+1} is not a target: a blank terminal frame; default `mask`) and
+        `reset` bool [B, T] (zero M's state before step t; see `observe`).
       key: PRNG key of the z samples.
 
     Returns:
       (loss, metrics) with `loss`, `z_nll` (per frame, summed over dims), `z_nll_per_dim`,
       `done_bce`, `reward_mse`.
     """
+    loss, (metrics, _) = _loss(params, cfg, batch, key, None)
+    return loss, metrics
+
+
+def _loss(params: Any, cfg: MDNConfig, batch: dict[str, jax.Array], key: jax.Array, carry: Any):
+    """`loss_fn` from LSTM state ``carry`` (None: zeros): (loss, (metrics, final carry))."""
     z = batch["z_mean"] + batch["z_std"] * jax.random.normal(key, batch["z_mean"].shape)
-    _, out, _ = observe(params, cfg, z[:, :-1], batch["action"])
+    carry, out, _ = observe(params, cfg, z[:, :-1], batch["action"], carry, batch.get("reset"))
     valid = batch["mask"] > 0
-    count = jnp.maximum(jnp.sum(valid), 1)
+    z_valid = valid & (batch.get("z_mask", batch["mask"]) > 0)
 
-    def mean(x):  # over valid steps; `where`, not a product, so inf/NaN padding cannot leak
-        return jnp.sum(jnp.where(valid, x, 0.0)) / count
+    def mean(x, where=valid):  # over valid steps; `where`, so inf/NaN padding cannot leak
+        return jnp.sum(jnp.where(where, x, 0.0)) / jnp.maximum(jnp.sum(where), 1)
 
-    z_nll = mean(-log_prob(out.logits, out.means, out.log_stds, z[:, 1:]))
+    z_nll = mean(-log_prob(out.logits, out.means, out.log_stds, z[:, 1:]), z_valid)
     loss = z_nll / cfg.z_dim
     metrics = {"z_nll": z_nll, "z_nll_per_dim": z_nll / cfg.z_dim}
     if cfg.done_head:
@@ -253,7 +279,7 @@ def loss_fn(
     if cfg.reward_head:
         metrics["reward_mse"] = mean(jnp.square(out.reward - batch["reward"]))
         loss = loss + cfg.reward_scale * metrics["reward_mse"]
-    return loss, {"loss": loss, **metrics}
+    return loss, ({"loss": loss, **metrics}, carry)
 
 
 class MDNTrainState(NamedTuple):
@@ -262,6 +288,23 @@ class MDNTrainState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array
+
+
+class MDNStreamState(NamedTuple):
+    """`MDNTrainState` plus the LSTM state (c, h) f32 [B, hidden] carried to the next batch."""
+
+    train: MDNTrainState
+    carry: tuple[jax.Array, jax.Array]
+
+    @property
+    def params(self) -> Any:
+        """M's parameters."""
+        return self.train.params
+
+    @property
+    def step(self) -> jax.Array:
+        """Update counter."""
+        return self.train.step
 
 
 def learning_rate(cfg: MDNConfig, update: jax.Array | int) -> jax.Array:
@@ -301,8 +344,26 @@ def train_step(
     state: MDNTrainState, batch: dict[str, jax.Array], key: jax.Array, cfg: MDNConfig
 ) -> tuple[MDNTrainState, dict[str, jax.Array]]:
     """One Adam step on a batch (see `loss_fn`); metrics gain `grad_norm`."""
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, cfg, batch, key)
+    state, _, metrics = _update(state, None, batch, key, cfg)
+    return state, metrics
+
+
+@functools.partial(jax.jit, static_argnames="cfg")
+def stream_train_step(
+    state: MDNStreamState, batch: dict[str, jax.Array], key: jax.Array, cfg: MDNConfig
+) -> tuple[MDNStreamState, dict[str, jax.Array]]:
+    """`train_step` from the carried LSTM state; keeps the final one for the next batch.
+
+    Gradients stop at the batch's first step (truncated backpropagation through time).
+    """
+    train, carry, metrics = _update(state.train, state.carry, batch, key, cfg)
+    return MDNStreamState(train, carry), metrics
+
+
+def _update(state: MDNTrainState, carry: Any, batch: dict[str, jax.Array], key, cfg: MDNConfig):
+    grad_fn = jax.value_and_grad(_loss, has_aux=True)
+    (_, (metrics, carry)), grads = grad_fn(state.params, cfg, batch, key, carry)
     updates, opt_state = make_optimizer(cfg).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-    return MDNTrainState(params, opt_state, state.step + 1), metrics
+    return MDNTrainState(params, opt_state, state.step + 1), carry, metrics

@@ -1,17 +1,23 @@
 """World Models pipeline on point_reach: artifacts, resume, bad input, and (opt-in) learning."""
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
+import types
 
+import jax
 import numpy as np
 import pytest
 
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
+from jaxplanet import vae
 from jaxplanet.agents import world_models as wm
 from jaxplanet.agents import world_models_config as wm_config
+from jaxplanet.agents import world_models_data as wm_data
+from jaxplanet.agents import world_models_run as wm_run
 from jaxplanet.checkpoint import ConfigMismatchError
 
 pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
@@ -250,8 +256,34 @@ def test_paper_preset_is_the_released_agent_per_task():
         assert r.mdn.reward_head is reward_head and r.mdn.grad_clip_mode == "value"
         assert r.mdn.forget_bias == 1.0
     paper, quick = wm_config.paper(), wm_config.quick()
-    for name in ("done_rule", "c_input", "c_bias", "m_action"):
+    for name in ("done_rule", "c_input", "c_bias", "m_action", *RELEASED_DATA):
         assert getattr(quick, name) == getattr(paper, name)  # quick: paper on a CPU budget
+
+
+RELEASED_DATA = ("random_hold_max", "min_random_length", "terminal_obs", "mdn_batches")
+
+
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+def test_released_data_and_streams_on_in_paper_and_quick_for_doom_only(preset):
+    # env: (hold k ~ U{1..max}, min length, terminal frame masked); doomrnn/extract.py for Doom
+    expect = {
+        "doom_take_cover": (10, 100, True),
+        "car_racing": (0, 0, False),
+        "point_reach": (0, 0, False),
+    }
+    for env, want in expect.items():
+        cfg = dataclasses.replace(wm_config.preset(preset), env=env)
+        r = wm_config.resolved(cfg)
+        assert (r.random_hold_max, r.min_random_length, r.mask_terminal) == want, env
+        assert cfg.mdn_batches == "streams"
+    # The class defaults are the behaviour runs had before these options: all off.
+    r = wm_config.resolved(wm_config.WorldModelsConfig(env="doom_take_cover"))
+    assert (r.random_hold, r.random_hold_max, r.min_random_length, r.mask_terminal) == (
+        1, 0, 0, False
+    )  # fmt: skip
+    assert wm_config.WorldModelsConfig().mdn_batches == "windows"
+    with pytest.raises(config_lib.ConfigError, match="--random_hold_max: must be >= -1"):
+        dataclasses.replace(CFG, random_hold_max=-2).validate()
 
 
 def test_run_dir_written_before_the_released_options_still_resumes(tmp_path):
@@ -259,7 +291,7 @@ def test_run_dir_written_before_the_released_options_still_resumes(tmp_path):
     # defaults, which are the behaviour such runs had; the paper preset differs and is refused.
     from jaxplanet import checkpoint
 
-    new = ("done_rule", "c_input", "c_bias", "m_action")
+    new = ("done_rule", "c_input", "c_bias", "m_action", *RELEASED_DATA)
     saved = config_lib.to_dict(CFG)
     for name in new:
         saved.pop(name)
@@ -271,3 +303,284 @@ def test_run_dir_written_before_the_released_options_still_resumes(tmp_path):
     released = dataclasses.replace(CFG, done_rule="threshold")
     with pytest.raises(ConfigMismatchError, match='done_rule: "sample" -> "threshold"'):
         checkpoint.claim_run_dir(tmp_path, released, wm_config.RESUMABLE_FIELDS)
+
+
+# ----------------------------------------------------------------- random data as released
+
+
+def _hold_lengths(actions: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal actions [T, A] (continuous draws: a change is a new draw),
+    the last (cut) run left out."""
+    change = np.flatnonzero(np.any(np.diff(actions, axis=0) != 0, axis=-1))
+    return np.diff(np.concatenate([[-1], change]))
+
+
+def _policy_run(hold: int, hold_max: int, m_action: str = "raw"):
+    ns = types.SimpleNamespace
+    return ns(
+        spec=ns(action_dim=2),
+        r=ns(random_hold=hold, random_hold_max=hold_max, action_map="continuous"),
+        cfg=ns(m_action=m_action),
+    )
+
+
+def _policy_actions(run, seeds: list[int], steps: int) -> np.ndarray:
+    policy = wm_run.RandomPolicy(run, seeds)
+    policy.start(list(range(len(seeds))))
+    return np.stack([policy.act(np.zeros((len(seeds), 64, 64, 3), np.uint8)) for _ in range(steps)])
+
+
+def test_random_policy_holds_each_action_for_a_uniform_number_of_steps():
+    run = _policy_run(hold=1, hold_max=10)
+    acts = _policy_actions(run, list(range(100, 120)), 2000)  # [T, 20, 2]
+    holds = np.concatenate([_hold_lengths(acts[:, j]) for j in range(20)])
+    assert holds.min() == 1 and holds.max() == 10
+    freq = np.bincount(holds, minlength=11)[1:] / len(holds)  # ~7,000 holds
+    np.testing.assert_allclose(freq, 0.1, atol=0.02)  # k ~ U{1..10}
+    assert abs(holds.mean() - 5.5) < 0.2
+    # Episode i draws from seeds[i] only: the same actions whichever call and slot run it.
+    again = _policy_actions(run, [7, 115], 300)
+    np.testing.assert_array_equal(again[:, 1], acts[:300, 15])
+
+
+def test_random_policy_fixed_hold_is_unchanged():
+    # The old behaviour: every `hold` steps one draw per episode from default_rng(seed + 7).
+    acts = _policy_actions(_policy_run(hold=3, hold_max=0), [11, 12], 9)
+    for j, seed in enumerate([11, 12]):
+        g = np.random.default_rng(seed + 7)
+        want = np.repeat(np.stack([g.uniform(-1.0, 1.0, 2) for _ in range(3)]), 3, axis=0)
+        np.testing.assert_array_equal(acts[:, j], want.astype(np.float32))
+
+
+def test_jax_random_rollouts_hold_actions_and_fixed_hold_is_unchanged():
+    key = jax.random.key(0)
+    acts = np.asarray(wm_data.held_actions(key, 5000, 1, 10, 1))
+    holds = _hold_lengths(acts)
+    assert holds.min() == 1 and holds.max() == 10 and abs(holds.mean() - 5.5) < 0.25
+    fixed = np.asarray(wm_data.held_actions(key, 7, 3, 0, 2))
+    want = jax.random.uniform(key, (3, 2), minval=-1.0, maxval=1.0)
+    np.testing.assert_array_equal(fixed, np.repeat(np.asarray(want), 3, axis=0)[:7])
+
+
+def test_stored_rollouts_hold_actions_for_several_steps(tmp_path):
+    cfg = dataclasses.replace(CFG, episode_length=400, random_hold=5, random_hold_max=10)
+    wm.train_and_evaluate(cfg, tmp_path / "run", stage="collect")
+    _, eps = zip(*wm.load_rollouts(tmp_path / "run" / "rollouts"), strict=True)
+    holds = np.concatenate([_hold_lengths(ep["action"][1:]) for ep in eps])
+    assert len(holds) > 100 and holds.max() <= 10
+    assert len(set(holds.tolist())) >= 8  # drawn 1..10, not the fixed random_hold = 5
+    changes = np.mean([np.mean(np.diff(ep["action"][1:, 0]) != 0) for ep in eps])
+    assert 0.12 < changes < 0.26, changes  # 1 / 5.5 = 0.18 (i.i.d. actions: 1.0)
+
+
+def _fake_host_episodes(seeds, policy, record, desc):
+    """Episodes of 1 + seed % 9 steps whose actions come from ``policy``; obs[0] marks the seed."""
+    lengths = [1 + s % 9 for s in seeds]
+    policy.start(list(range(len(seeds))))
+    acts = [policy.act(np.zeros((len(seeds), 64, 64, 3), np.uint8)) for _ in range(max(lengths))]
+    out = []
+    for j, (seed, n) in enumerate(zip(seeds, lengths, strict=True)):
+        obs = np.zeros((n + 1, 64, 64, 3), np.uint8)
+        obs[0] = seed % 251
+        action = np.concatenate([np.zeros((1, 2)), np.stack([a[j] for a in acts[:n]])])
+        reward = np.zeros(n + 1, np.float32)
+        is_first = np.arange(n + 1) == 0
+        out.append(dict(obs=obs, action=action.astype(np.float32), reward=reward, length=n))
+        out[-1].update(is_first=is_first, terminated=True, **{"return": 0.0})
+    return out
+
+
+def test_short_host_episodes_are_collected_again_with_new_seeds_and_resume(tmp_path):
+    cfg = dataclasses.replace(CFG, rollouts=12, min_random_length=5, random_hold_max=3)
+    run = wm.Run(cfg, tmp_path / "run")
+    run.jax_env, run.host_episodes = None, _fake_host_episodes
+    summary = wm.collect(run)
+    expect_dropped, directory = 0, tmp_path / "run" / "rollouts"
+    for i in range(12):  # reference: the first attempt whose episode is longer than 5 steps
+        seeds = [run.seed(wm_run.COLLECT, i + a * 2**24) for a in range(wm_data.MAX_ATTEMPTS)]
+        attempt = next(a for a, s in enumerate(seeds) if 1 + s % 9 > 5)
+        expect_dropped += attempt
+        with np.load(wm.rollout_path(directory, i)) as ep:
+            assert len(ep["obs"]) - 1 == 1 + seeds[attempt] % 9 > 5
+            assert ep["obs"][0, 0, 0, 0] == seeds[attempt] % 251
+    assert expect_dropped >= 1  # the test covers a retry
+    assert summary == {"collected": 12, "collect_dropped_short": expect_dropped}
+    before = {p.name: dict(np.load(p)) for p in directory.glob("*.npz")}
+    for i in (2, 7, 8):
+        wm.rollout_path(directory, i).unlink()
+    assert wm.collect(run)["collected"] == 3
+    for name, ep in before.items():  # the resumed collect equals the uninterrupted one
+        with np.load(directory / name) as again:
+            for k, v in ep.items():
+                np.testing.assert_array_equal(again[k], v, err_msg=f"{name} {k}")
+
+
+def test_collect_gives_up_on_always_short_episodes(tmp_path):
+    cfg = dataclasses.replace(CFG, rollouts=1, min_random_length=20)
+    run = wm.Run(cfg, tmp_path / "run")
+    run.jax_env, run.host_episodes = None, _fake_host_episodes
+    with pytest.raises(RuntimeError, match="rollout 0: 50 episodes in a row"):
+        wm.collect(run)
+
+
+def _blank_ending_run(tmp_path, terminal_obs: str):
+    """A run whose rollouts 0 and 2 end (terminated) on an all-zero frame, 1 is cut (truncated)."""
+    cfg = dataclasses.replace(CFG, rollouts=3, terminal_obs=terminal_obs)
+    run = wm.Run(cfg, tmp_path / terminal_obs)
+    rng = np.random.default_rng(0)
+    for i, (n, terminated) in enumerate([(7, True), (9, False), (12, True)]):
+        obs = rng.integers(60, 255, (n + 1, 64, 64, 3), dtype=np.uint8)
+        if terminated:
+            obs[-1] = 0
+        ep = {
+            "obs": obs,
+            "action": rng.uniform(-1, 1, (n + 1, 2)).astype(np.float32),
+            "reward": np.ones(n + 1, np.float32),
+            "is_first": np.arange(n + 1) == 0,
+            "terminated": terminated,
+        }
+        wm.save_rollout(run.logdir / "rollouts", i, ep)
+    params = vae.init(run.r.vae, jax.random.key(1))
+    blank = np.asarray(vae.encode(params, run.r.vae, np.zeros((1, 64, 64, 3), np.uint8))[0])[0]
+    return run, wm.make_series(run, params), blank
+
+
+def _black_targets(batch, blank):
+    """bool [B, T]: transitions whose z target is the blank frame's z, and their z weight."""
+    black = np.all(np.abs(batch["z_mean"][:, 1:] - blank) < 1e-6, axis=-1)
+    weight = batch["mask"] * batch.get("z_mask", batch["mask"])
+    return black, weight
+
+
+def _all_batches(series):
+    rng = np.random.default_rng(0)
+    yield from (wm.sample_sequences(series, rng, 16, 5) for _ in range(20))
+    streams = wm_data.StreamBatches(series, (0, 1), 2, 3)
+    yield from (streams(i) for i in range(3 * streams.num_chunks))
+
+
+def test_blank_terminal_frame_is_never_a_z_target_and_keeps_its_done_label(tmp_path):
+    run, series, blank = _blank_ending_run(tmp_path, "mask")
+    for i, (n, terminated) in enumerate([(7, True), (9, False), (12, True)]):
+        assert series["done"][i, n - 1] == float(terminated) and series["mask"][i, n - 1] == 1
+        assert series["z_mask"][i, n - 1] == float(not terminated)
+        assert series["z_mask"][i, : n - 1].all() and not series["z_mask"][i, n:].any()
+    seen_black = seen_done = 0
+    for batch in _all_batches(series):
+        black, weight = _black_targets(batch, blank)
+        assert not np.any(black & (weight > 0))
+        seen_black += int(np.sum(black & (batch["mask"] > 0)))
+        seen_done += int(np.sum(batch["done"] * batch["mask"]))
+    assert seen_black >= 10 and seen_done == seen_black  # the black steps are there, done kept
+    _, ep = next(wm.load_rollouts(run.logdir / "rollouts"))
+    assert len(wm_data.vae_frames(run, ep)) == 7 and wm_data.vae_frames(run, ep).min() >= 60
+
+
+def test_terminal_frame_stays_a_target_by_default(tmp_path):
+    run, series, blank = _blank_ending_run(tmp_path, "keep")
+    np.testing.assert_array_equal(series["z_mask"], series["mask"])
+    weighted = sum(np.sum(np.prod(_black_targets(b, blank), axis=0)) for b in _all_batches(series))
+    assert weighted >= 10  # what "mask" removes
+    _, ep = next(wm.load_rollouts(run.logdir / "rollouts"))
+    assert len(wm_data.vae_frames(run, ep)) == 8
+
+
+# ----------------------------------------------------------------- M's streams as released
+
+
+def _stream_series(lengths=(5, 3, 8, 2, 6)):
+    """z_mean[e, t] = (e, t); action[e, t] = 100 e + t; done at each episode's last step."""
+    n, t_max = len(lengths), max(lengths)
+    s = {
+        "z_mean": np.zeros((n, t_max + 1, 2), np.float32),
+        "z_std": np.zeros((n, t_max + 1, 2), np.float32),
+        "action": np.zeros((n, t_max, 1), np.float32),
+        "reward": np.zeros((n, t_max), np.float32),
+        "done": np.zeros((n, t_max), np.float32),
+        "mask": np.zeros((n, t_max), np.float32),
+        "length": np.asarray(lengths, np.int32),
+    }
+    for e, length in enumerate(lengths):
+        s["z_mean"][e, : length + 1] = np.stack([np.full(length + 1, e), np.arange(length + 1)], 1)
+        s["action"][e, :length, 0] = 100 * e + np.arange(length)
+        s["done"][e, length - 1] = s["mask"][e, :length] = 1.0
+    s["z_mask"] = s["mask"].copy()
+    return s
+
+
+def test_stream_batches_are_consecutive_chunks_of_whole_episodes():
+    series = _stream_series()
+    lengths = series["length"]
+    streams = wm_data.StreamBatches(series, (3, 2, 1), batch=2, length=3)
+    assert streams.num_chunks == (29 - 1) // 6  # 29 frames: lengths + 1 each
+    for epoch in range(2):
+        chunks = [streams(epoch * streams.num_chunks + j) for j in range(streams.num_chunks)]
+        for j, b in enumerate(chunks):
+            e, t = b["z_mean"][:, :-1, 0].astype(int), b["z_mean"][:, :-1, 1].astype(int)
+            want_reset = t == 0
+            want_reset[:, 0] |= j == 0  # an epoch starts every stream from a zero state
+            np.testing.assert_array_equal(b["reset"], want_reset)
+            inside = t < lengths[e]
+            np.testing.assert_array_equal(b["mask"], inside)  # no step into another episode
+            np.testing.assert_array_equal(b["action"][..., 0], np.where(inside, 100 * e + t, 0))
+            np.testing.assert_array_equal(b["done"], inside & (t == lengths[e] - 1))
+            if j + 1 < len(chunks):  # the state carried to chunk j + 1 is this chunk's end
+                np.testing.assert_array_equal(b["z_mean"][:, -1], chunks[j + 1]["z_mean"][:, 0])
+        # Each row of the epoch is a run of whole episodes, frame after frame.
+        rows = np.concatenate([b["z_mean"][:, :-1] for b in chunks], axis=1).astype(int)
+        for row in rows:
+            for (e0, t0), (e1, t1) in zip(row[:-1], row[1:], strict=True):
+                assert (e1, t1) == (e0, t0 + 1) or (t0 == lengths[e0] and t1 == 0 and e1 != e0)
+    first = [tuple(streams(j)["z_mean"][0, 0]) for j in range(streams.num_chunks)]
+    second = [tuple(streams(streams.num_chunks + j)["z_mean"][0, 0]) for j in range(4)]
+    assert first != second  # reshuffled each epoch
+    again = wm_data.StreamBatches(series, (3, 2, 1), batch=2, length=3)  # a resumed stage
+    for i in (0, 5, 9):
+        for k, v in streams(i).items():
+            np.testing.assert_array_equal(again(i)[k], v)
+    with pytest.raises(ValueError, match="more than --mdn_batch x --mdn_seq_len = 30"):
+        wm_data.StreamBatches(series, (0,), batch=3, length=10)
+
+
+def test_streams_stage_resumes_with_the_carried_lstm_state(tiny_run, tmp_path):
+    # Checkpoints every 2 updates, 10 chunks per epoch: resumed updates 3-4 start from the LSTM
+    # state that update 2 left, which only the checkpoint holds.
+    cfg = dataclasses.replace(CFG, mdn_batches="streams", mdn_batch=2, mdn_seq_len=3)
+    logdir = tmp_path / "run"
+    for sub in ("rollouts", "vae"):
+        shutil.copytree(tiny_run[0] / sub, logdir / sub)
+    wm.train_and_evaluate(cfg, logdir, stage="mdn")
+    before = logging_lib.read_metrics(logdir / "mdn")
+    run = wm.Run(cfg, logdir)
+    streams = wm_data.StreamBatches(wm.make_series(run, None), (0, wm_run.MDN, 1), 2, 3)
+    assert streams.num_chunks >= 4
+    shutil.rmtree(logdir / "mdn" / "checkpoints" / str(cfg.mdn_steps))
+    wm.train_and_evaluate(cfg, logdir, stage="mdn")
+    assert logging_lib.read_metrics(logdir / "mdn") == before
+    windows = logging_lib.read_metrics(tiny_run[0] / "mdn")
+    assert [r["mdn/loss"] for r in windows] != [r["mdn/loss"] for r in before]
+    assert "lstm" in wm.world_model_params(run, "controller")["mdn"]  # loads M's stream state
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("gymnasium", "vizdoom")),
+    reason="needs vizdoom (extra 'worldmodels')",
+)
+def test_doom_rollouts_hold_actions_and_their_blank_last_frame_is_no_target(tmp_path):
+    # ~10 s: 3 real take_cover episodes as `quick` collects them.
+    cfg = dataclasses.replace(
+        wm_config.quick(), env="doom_take_cover", rollouts=3, workers=2, progress=False
+    )
+    run = wm.Run(cfg, tmp_path / "run")
+    wm.collect(run)
+    series = wm.make_series(run, vae.init(run.r.vae, jax.random.key(0)))
+    for i, (_, ep) in enumerate(wm.load_rollouts(run.logdir / "rollouts")):
+        n = len(ep["obs"]) - 1
+        assert n > 100  # shorter episodes are collected again, as released
+        changes = np.mean(np.diff(ep["action"][1:, 0]) != 0)
+        assert 0.08 < changes < 0.35, changes  # held 1..10 steps: 1 / 5.5 = 0.18
+        if ep["terminated"]:  # ViZDoom's observation at the end is all zeros
+            assert ep["obs"][-1].max() == 0 and ep["obs"][-2].mean() > 20
+        assert series["z_mask"][i, n - 1] == float(not ep["terminated"])
+        assert series["done"][i, n - 1] == float(ep["terminated"])
+        assert len(wm_data.vae_frames(run, ep)) == n + 1 - int(ep["terminated"])

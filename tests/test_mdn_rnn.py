@@ -177,3 +177,65 @@ def test_forget_bias_starts_the_forget_gate_bias_only():
     np.testing.assert_array_equal(tf_like["lstm"]["hf"]["bias"], plain["lstm"]["hf"]["bias"] + 1)
     tf_like["lstm"]["hf"]["bias"] = plain["lstm"]["hf"]["bias"]
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), tf_like, plain))
+
+
+def test_reset_zeroes_the_state_at_an_episode_start():
+    params = mdn_rnn.init(CFG, jax.random.key(0), action_dim=2)
+    rng = np.random.default_rng(2)
+    z, a = rng.normal(size=(3, 9, 4)), rng.uniform(-1, 1, (3, 9, 2))
+    reset = np.zeros((3, 9), bool)
+    reset[:, 4] = True  # a second episode starts at step 4
+    junk = (jnp.full((3, 16), 5.0), jnp.full((3, 16), -5.0))
+    _, out, h = mdn_rnn.observe(params, CFG, z, a, junk, reset)
+    _, first, _ = mdn_rnn.observe(params, CFG, z[:, :4], a[:, :4], junk)
+    _, second, h2 = mdn_rnn.observe(params, CFG, z[:, 4:], a[:, 4:])  # from a zero state
+    np.testing.assert_allclose(out.means[:, :4], first.means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.means[:, 4:], second.means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h[:, 4:], h2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first.means, mdn_rnn.observe(params, CFG, z[:, :4], a[:, :4])[1].means)
+
+
+def test_stream_step_carries_the_state_as_one_long_sequence():
+    # Chunk 2 from the state chunk 1 left scores as the second half of one 12-step window.
+    rng = np.random.default_rng(3)
+    full = _toy_batch(rng, b=4, t=12)
+    full["z_std"][:] = 0.0  # z = mean whatever the noise shape
+    first = {k: v[:, :7] if k.startswith("z_") else v[:, :6] for k, v in full.items()}
+    second = {k: v[:, 6:] for k, v in full.items()}
+    state = mdn_rnn.init_train_state(CFG, jax.random.key(0), action_dim=2)
+    carry, _, _ = mdn_rnn.observe(state.params, CFG, first["z_mean"][:, :-1], first["action"])
+    zero = mdn_rnn.MDNStreamState(state, mdn_rnn.initial_state(CFG, (4,)))
+    after, _ = mdn_rnn.stream_train_step(zero, first, jax.random.key(1), CFG)
+    jax.tree.map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), after.carry, carry
+    )
+    assert int(after.step) == 1 and after.params is after.train.params
+    _, got = mdn_rnn.stream_train_step(
+        mdn_rnn.MDNStreamState(state, carry), second, jax.random.key(2), CFG
+    )
+    full["mask"][:, :6] = 0.0
+    _, want = mdn_rnn.loss_fn(state.params, CFG, full, jax.random.key(2))
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5)
+    _, cold = mdn_rnn.stream_train_step(zero, second, jax.random.key(2), CFG)
+    assert abs(float(cold["z_nll"]) - float(want["z_nll"])) > 1e-3  # the carry matters
+
+
+def test_z_mask_drops_the_z_target_but_keeps_the_done_label():
+    rng = np.random.default_rng(4)
+    params = mdn_rnn.init(CFG, jax.random.key(0), action_dim=2)
+    batch = _toy_batch(rng, b=3, t=6)  # done at the last step
+    batch["z_std"][:] = 0.0
+    masked = jax.tree.map(np.copy, batch)
+    masked["z_mask"] = np.ones((3, 6), np.float32)
+    masked["z_mask"][:, -1] = 0.0
+    masked["z_mean"][:, -1] = 1e30  # a blank terminal frame's z: must not matter
+    dropped = jax.tree.map(np.copy, batch)
+    dropped["mask"][:, -1] = 0.0  # the step left out entirely
+    _, got = mdn_rnn.loss_fn(params, CFG, masked, jax.random.key(5))
+    _, without = mdn_rnn.loss_fn(params, CFG, dropped, jax.random.key(5))
+    _, full = mdn_rnn.loss_fn(params, CFG, batch, jax.random.key(5))
+    np.testing.assert_allclose(got["z_nll"], without["z_nll"], rtol=1e-5)
+    np.testing.assert_allclose(got["done_bce"], full["done_bce"], rtol=1e-5)
+    np.testing.assert_allclose(got["reward_mse"], full["reward_mse"], rtol=1e-5)
+    assert abs(float(got["done_bce"]) - float(without["done_bce"])) > 1e-3

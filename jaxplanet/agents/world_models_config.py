@@ -8,10 +8,12 @@ without (Doom); CMA-ES, population 64, 16 rollouts per candidate. ``quick`` is a
 version of ``paper``; ``tiny`` is what the tests use (point_reach, seconds).
 
 Fields that depend on the task (latent size, M's width, heads, schedule and window, reward of the
-dream, action mapping, temperature, C's inputs, whether C trains in the dream) are ``0`` /
-``"auto"`` in ``paper`` and are resolved from `ENV_SETTINGS` by `resolved`. Fields added after
-runs were made default (in the class) to the behaviour those runs had, so an old run directory
-resumes (`checkpoint.claim_run_dir` reads a missing field as the class default).
+dream, action mapping, temperature, C's inputs, whether C trains in the dream, how random
+rollouts are drawn and kept, the terminal frame) are ``0`` / ``"auto"`` in ``paper`` (``-1`` for
+`random_hold_max` and `min_random_length`, whose ``0`` is "off") and are resolved from
+`ENV_SETTINGS` by `resolved`. Fields added after runs were made default (in the class) to the
+behaviour those runs had, so an old run directory resumes (`checkpoint.claim_run_dir` reads a
+missing field as the class default).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def _field(default: Any, help: str) -> Any:
 #: (lr_decay per update down to min_lr) and training window (`carracing/rnn_train.py`: whole
 #: 1000-frame episodes, constant lr; `doomrnn/rnn_train.py`: 500 steps, 0.99999 decay).
 #: c_input / c_bias: C's inputs and bias (`doomrnn/config.py`: 64 + 2 * 512 inputs, no bias).
+#: random_hold_max / min_random_length: `doomrnn/extract.py` holds each random action 1..10 steps
+#: and keeps episodes of more than 100 frames. terminal_obs: ViZDoom's last observation is blank.
 ENV_SETTINGS: dict[str, dict[str, Any]] = {
     "car_racing": dict(
         z_dim=32,
@@ -58,6 +62,9 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         temperature=1.0,
         in_dream=False,
         random_hold=1,
+        random_hold_max=0,
+        min_random_length=0,
+        terminal_obs="keep",
         mdn_hidden=256,
         mdn_lr_decay=1.0,
         mdn_min_lr=1e-5,
@@ -74,6 +81,9 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         temperature=1.15,
         in_dream=True,
         random_hold=1,
+        random_hold_max=10,
+        min_random_length=100,
+        terminal_obs="mask",
         mdn_hidden=512,
         mdn_lr_decay=0.99999,
         mdn_min_lr=1e-5,
@@ -90,6 +100,9 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         temperature=1.0,
         in_dream=True,
         random_hold=5,  # i.i.d. actions barely move the point mass: M would never see motion
+        random_hold_max=0,
+        min_random_length=0,
+        terminal_obs="keep",
         mdn_hidden=256,
         mdn_lr_decay=1.0,
         mdn_min_lr=0.0,
@@ -112,6 +125,23 @@ class WorldModelsConfig:
     random_hold: int = _field(
         0, "agent steps each random action is held in collection; 0 = task default (paper: 1)"
     )
+    random_hold_max: int = _field(
+        0,
+        "hold each random action k ~ U{1..N} agent steps instead, k drawn anew for each action "
+        "(released Doom: 10); 0 = off (the fixed random_hold); -1 = task default (Doom 10, "
+        "else off)",
+    )
+    min_random_length: int = _field(
+        0,
+        "random rollouts of at most N agent steps are dropped and collected again with a new "
+        "seed (released Doom: 100); 0 = keep all; -1 = task default (Doom 100, else 0)",
+    )
+    terminal_obs: Literal["auto", "keep", "mask"] = _field(
+        "keep",
+        "a terminated rollout's last observation: keep = a frame like any other; mask = not in "
+        "V's frames and never M's z target (the done label stays), for tasks that end on a blank "
+        "frame (ViZDoom: all zeros); auto: Doom mask, else keep",
+    )
     workers: int = _field(8, "parallel environment processes (AsyncVectorEnv) for host tasks")
     z_dim: int = _field(0, "V's latent size; 0 = paper value (32 CarRacing, 64 Doom)")
     vae_steps: int = _field(100_000, "V's gradient steps")
@@ -121,6 +151,13 @@ class WorldModelsConfig:
     mdn_batch: int = _field(100, "sequences per M batch")
     mdn_seq_len: int = _field(
         500, "steps per M training sequence; 0 = task default (500 Doom, 999 CarRacing)"
+    )
+    mdn_batches: Literal["windows", "streams"] = _field(
+        "windows",
+        "M's batches: windows = each sequence from a random step of a random episode and a zero "
+        "LSTM state; streams = the released Doom M's: the episodes, shuffled each epoch, "
+        "concatenated into mdn_batch streams cut into consecutive mdn_seq_len-step chunks, the "
+        "LSTM state carried from chunk to chunk and zeroed at each episode's first frame",
     )
     population: int = _field(64, "CMA-ES population")
     rollouts_per_candidate: int = _field(16, "episodes per candidate; its score is their mean")
@@ -192,6 +229,11 @@ class WorldModelsConfig:
         for name in (*nonneg, "random_hold"):
             if getattr(self, name) < 0:
                 raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("random_hold_max", "min_random_length"):
+            if getattr(self, name) < -1:
+                raise config_lib.ConfigError(
+                    f"--{name}: must be >= -1 (-1 = task default), got {getattr(self, name)}"
+                )
         if self.env not in ENV_SETTINGS:
             raise config_lib.ConfigError(
                 f"--env: World Models runs on {', '.join(ENV_SETTINGS)}; got {self.env!r}"
@@ -218,6 +260,9 @@ class Resolved:
     mdn_seq_len: int = 500
     c_input: str = "zh"
     c_bias: bool = True
+    random_hold_max: int = 0
+    min_random_length: int = 0
+    mask_terminal: bool = False
 
 
 def resolved(cfg: WorldModelsConfig) -> Resolved:
@@ -253,6 +298,12 @@ def resolved(cfg: WorldModelsConfig) -> Resolved:
         cfg.mdn_seq_len or s["mdn_seq_len"],
         s["c_input"] if cfg.c_input == "auto" else cfg.c_input,
         s["c_bias"] if cfg.c_bias == "auto" else cfg.c_bias == "true",
+        random_hold_max=s["random_hold_max"] if cfg.random_hold_max < 0 else cfg.random_hold_max,
+        min_random_length=(
+            s["min_random_length"] if cfg.min_random_length < 0 else cfg.min_random_length
+        ),
+        mask_terminal=(s["terminal_obs"] if cfg.terminal_obs == "auto" else cfg.terminal_obs)
+        == "mask",
     )
 
 
@@ -263,7 +314,16 @@ RESUMABLE_FIELDS = frozenset(
 
 
 #: What ``paper`` (and ``quick``) take from the authors' released code beyond the class defaults.
-_RELEASED = dict(done_rule="threshold", c_input="auto", c_bias="auto", m_action="raw")
+_RELEASED = dict(
+    done_rule="threshold",
+    c_input="auto",
+    c_bias="auto",
+    m_action="raw",
+    random_hold_max=-1,
+    min_random_length=-1,
+    terminal_obs="auto",
+    mdn_batches="streams",
+)
 _RELEASED_MDN = dict(grad_clip_mode="value", lr_decay=0.0, forget_bias=1.0)
 
 
@@ -271,9 +331,12 @@ def paper() -> WorldModelsConfig:
     """The paper's agent as released (Doom by default; pass --env=car_racing for CarRacing).
 
     Beyond the class defaults: M's width, lr schedule and window from the task (Doom: 512 units,
-    lr 1e-3 * 0.99999^n down to 1e-5, 500-step windows; CarRacing: 256, constant, 999),
+    lr 1e-3 * 0.99999^n down to 1e-5, 500-step chunks; CarRacing: 256, constant, 999),
     gradients clipped by value at 1, forget-gate bias 1 (TF's LSTM); C on [z, c, h] without a
-    bias for Doom; the dream's done where M's done logit > 0; M reads C's raw action.
+    bias for Doom; the dream's done where M's done logit > 0; M reads C's raw action. Doom's
+    random rollouts hold each action k ~ U{1..10} steps, episodes of <= 100 steps are collected
+    again, and the blank last frame is never V's input nor M's target; M trains on streams of
+    episodes with its LSTM state carried across chunks (every task).
     """
     return WorldModelsConfig(
         mdn_seq_len=0,
@@ -287,9 +350,10 @@ def quick() -> WorldModelsConfig:
 
     The same agent as ``paper`` (z 64 Doom / 32 CarRacing, 5 Gaussians per dim and the done
     head, tau = 1.15, C's inputs and bias, the dream's done threshold, M reading C's raw action,
-    M's clipping by value, lr schedule and forget bias, 100 final real episodes), smaller:
+    M's clipping by value, lr schedule and forget bias, Doom's held random actions, dropped
+    short episodes and masked last frame, M's streams, 100 final real episodes), smaller:
     M's LSTM of 256 units (paper Doom: 512), 200 random rollouts (paper 10,000), V at half
-    width (depth 16) for 2,000 updates, M for 800 updates of 32 x 100-step windows, CMA-ES with
+    width (depth 16) for 2,000 updates, M for 800 updates of 32 x 100-step chunks, CMA-ES with
     population 32 x 8 rollouts (paper 64 x 16) for 20 generations.
     """
     return WorldModelsConfig(

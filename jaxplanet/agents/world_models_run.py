@@ -119,31 +119,43 @@ class Run:
 
 
 class RandomPolicy:
-    """Uniform actions in [-1, 1]^A, each held for `random_hold` steps, then the action map
-    (with ``m_action="raw"`` the raw action: the env applies the map itself, and the recorded
-    action is the one M reads).
+    """Uniform actions in [-1, 1]^A, then the action map (with ``m_action="raw"`` the raw action:
+    the env applies the map itself, and the recorded action is the one M reads). Each action is
+    held `random_hold` steps, or with `random_hold_max` > 0 for k ~ U{1..random_hold_max} steps,
+    k drawn after each new action (the released ``doomrnn/extract.py``).
 
-    Episode ``i`` draws from its own generator (seeded by the run seed and ``i``), so a rollout
-    does not depend on which wave or worker ran it.
+    Episode ``i`` (its position in ``seeds``, the env seeds of the call) draws from its own
+    generator seeded by ``seeds[i]``, so a rollout does not depend on which call, wave or worker
+    ran it: a resumed collect equals an uninterrupted one.
     """
 
-    def __init__(self, run: Run):
-        self.run, self.rngs, self.t = run, [], 0
+    def __init__(self, run: Run, seeds: list[int]):
+        self.run, self.seeds, self.rngs, self.t = run, seeds, [], 0
 
     def start(self, ids: list[int]) -> None:
         """Begins a wave of episodes ``ids`` (-1 for idle slots)."""
-        self.rngs = [np.random.default_rng(self.run.seed(COLLECT, i) + 7) for i in ids]
-        self.t = 0
+        self.rngs = [np.random.default_rng(self.seeds[i] + 7 if i >= 0 else 0) for i in ids]
+        self.t, self.left = 0, np.zeros(len(ids), np.int64)
+        self.a = np.zeros((len(ids), self.run.spec.action_dim), np.float32)
+
+    def _draw(self, g: np.random.Generator) -> np.ndarray:
+        a = g.uniform(-1.0, 1.0, self.run.spec.action_dim)
+        if self.run.cfg.m_action == "mapped":
+            a = controllers.map_action(self.run.r.action_map, a)
+        return np.asarray(a, np.float32)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A]."""
-        if self.t % self.run.r.random_hold == 0:
-            a = np.stack([g.uniform(-1.0, 1.0, self.run.spec.action_dim) for g in self.rngs])
-            if self.run.cfg.m_action == "mapped":
-                a = controllers.map_action(self.run.r.action_map, a)
-            self.a = np.asarray(a, np.float32)
+        hold_max = self.run.r.random_hold_max
+        if hold_max:
+            for j, g in enumerate(self.rngs):
+                if self.left[j] == 0:
+                    self.a[j], self.left[j] = self._draw(g), g.integers(1, hold_max + 1)
+                self.left[j] -= 1
+        elif self.t % self.run.r.random_hold == 0:
+            self.a = np.stack([self._draw(g) for g in self.rngs])
         self.t += 1
-        return self.a
+        return self.a.copy()
 
 
 class ControllerPolicy:

@@ -9,6 +9,7 @@ the later stages.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +21,23 @@ from jaxplanet import checkpoint, mdn_rnn, resume, vae
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents.world_models_data import (
+    StreamBatches,
     collected,
     load_rollouts,
     make_series,
     sample_sequences,
+    vae_frames,
 )
 from jaxplanet.agents.world_models_run import MDN, VAE, Run, finished, require, stage_state
 
-__all__ = ["load_params", "train_mdn", "train_vae", "vae_params", "world_model_params"]
+__all__ = [
+    "load_params",
+    "mdn_template",
+    "train_mdn",
+    "train_vae",
+    "vae_params",
+    "world_model_params",
+]
 
 
 def _train_loop(
@@ -79,7 +89,7 @@ def train_vae(run: Run) -> dict[str, Any]:
     require(run, "vae", "collect", collected(run))
     rng = np.random.default_rng(cfg.seed)
     eps = load_rollouts(run.logdir / "rollouts", cfg.vae_max_frames, rng)
-    frames = np.concatenate([ep["obs"] for _, ep in eps])[: cfg.vae_max_frames]
+    frames = np.concatenate([vae_frames(run, ep) for _, ep in eps])[: cfg.vae_max_frames]
     template = {"train": vae.init_train_state(run.r.vae, run.key(VAE, 2**31))}
     ckpt, start, state, _ = stage_state(run, "vae", template)
     print(f"vae: {len(frames)} frames, updates {start} -> {cfg.vae_steps}")
@@ -116,26 +126,39 @@ def vae_params(run: Run, needs: str) -> Any:
     return load_params(run, "vae", vae.init_train_state(run.r.vae, run.key(VAE, 2**31)), needs)
 
 
+def mdn_template(run: Run) -> Any:
+    """M's fresh training state: `mdn_rnn.MDNTrainState`, or with ``mdn_batches="streams"`` an
+    `mdn_rnn.MDNStreamState` (plus the zero LSTM state of the `mdn_batch` streams)."""
+    state = mdn_rnn.init_train_state(run.r.mdn, run.key(MDN, 2**31), run.spec.action_dim)
+    if run.cfg.mdn_batches == "streams":
+        return mdn_rnn.MDNStreamState(state, mdn_rnn.initial_state(run.r.mdn, (run.cfg.mdn_batch,)))
+    return state
+
+
 def train_mdn(run: Run) -> dict[str, Any]:
-    """The mdn stage: trains M on V's z-sequences of the random rollouts."""
+    """The mdn stage: trains M on V's z-sequences of the random rollouts (`mdn_batches`)."""
     cfg = run.cfg
     if finished(run, "mdn", cfg.mdn_steps):
         print("mdn: trained M exists; skipped.")
         return {}
     series = make_series(run, vae_params(run, "mdn"))
     env_steps = int(series["length"].sum()) * run.spec.action_repeat
-    template = {
-        "train": mdn_rnn.init_train_state(run.r.mdn, run.key(MDN, 2**31), run.spec.action_dim)
-    }
-    ckpt, start, state, _ = stage_state(run, "mdn", template)
+    ckpt, start, state, _ = stage_state(run, "mdn", {"train": mdn_template(run)})
     print(f"mdn: {len(series['length'])} sequences, updates {start} -> {cfg.mdn_steps}")
 
-    def batch(i):
-        rng = np.random.default_rng([cfg.seed, MDN, i])
-        return sample_sequences(series, rng, cfg.mdn_batch, run.r.mdn_seq_len)
+    if cfg.mdn_batches == "streams":
+        try:
+            batch = StreamBatches(series, (cfg.seed, MDN, 1), cfg.mdn_batch, run.r.mdn_seq_len)
+        except ValueError as err:
+            raise config_lib.ConfigError(f"--mdn_batches=streams: {err}") from err
+        update = functools.partial(mdn_rnn.stream_train_step, cfg=run.r.mdn)
+    else:
 
-    def update(s, b, k):
-        return mdn_rnn.train_step(s, b, k, run.r.mdn)
+        def batch(i):
+            rng = np.random.default_rng([cfg.seed, MDN, i])
+            return sample_sequences(series, rng, cfg.mdn_batch, run.r.mdn_seq_len)
+
+        update = functools.partial(mdn_rnn.train_step, cfg=run.r.mdn)
 
     with ckpt:
         state = _train_loop(
@@ -151,8 +174,7 @@ def world_model_params(run: Run, needs: str) -> dict[str, Any]:
       MissingInputError: V or M is not trained (names the stage to run first).
     """
     v_params = vae_params(run, needs)
-    template = mdn_rnn.init_train_state(run.r.mdn, run.key(MDN, 2**31), run.spec.action_dim)
-    mdn_params = load_params(run, "mdn", template, needs)
+    mdn_params = load_params(run, "mdn", mdn_template(run), needs)
     series = make_series(run, v_params)
     initial = {
         "mean": jnp.asarray(series["z_mean"][:, 0]),
