@@ -10,7 +10,9 @@ decoding of z. Rewards: "survival" (take_cover: 1 per step taken alive) or "head
 head: point_reach, CarRacing). Once done, the state is frozen and steps accrue nothing.
 
 `generation_returns` scores a whole CMA-ES population in the dream: population x rollouts
-episodes, each a `lax.scan` over the episode length, all in one jitted `vmap`.
+episodes, each a `lax.scan` over the episode length, all in one jitted `vmap`;
+`open_loop_returns` does the same for fixed action sequences (random or constant policies: the
+dream calibration).
 `world_model_policy_step` is the agent on real frames (V encodes, C acts, M updates h), and
 `jax_env_returns` runs it on a pure-JAX task (point_reach) the same way.
 
@@ -40,6 +42,7 @@ __all__ = [
     "dream_env",
     "generation_returns",
     "jax_env_returns",
+    "open_loop_returns",
     "world_model_policy_step",
 ]
 
@@ -243,6 +246,40 @@ def generation_returns(
         return _dream_return(params, cfg, temperature, unflatten(flat), k, steps)
 
     return jax.vmap(lambda f, ks: jax.vmap(lambda k: one(f, k))(ks))(candidates, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def open_loop_returns(
+    params: Any,
+    cfg: DreamConfig,
+    temperature: float | jax.Array,
+    actions: jax.Array,
+    keys: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Dream episodes that play fixed action sequences (one jitted vmap of scans).
+
+    Args:
+      params: dream parameters {"vae", "mdn", "initial_z"}.
+      cfg: `DreamConfig`.
+      temperature: tau.
+      actions: f32 [N, T, A] in [-1, 1], before the action map (as C's output); T <= the
+        episode's `cfg.max_steps`, after which it is done.
+      keys: [N] PRNG keys, episode n's start and samples (as `dream_env`'s reset(keys[n]) and
+        steps).
+
+    Returns:
+      (returns f32 [N], steps taken until done or the end int32 [N]; with the "survival"
+      reward the two are equal).
+    """
+
+    def one(acts, key):
+        def body(s, a):
+            return transition(params, cfg, temperature, s, a)
+
+        state, rewards = jax.lax.scan(body, initial_state(params, cfg, key), acts)
+        return jnp.sum(rewards), state.t
+
+    return jax.vmap(one)(actions, keys)
 
 
 def world_model_policy_step(

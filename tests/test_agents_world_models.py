@@ -61,7 +61,7 @@ def test_rerun_skips_finished_stages(tiny_run, capsys):
     before = {p: p.stat().st_mtime_ns for p in (logdir / "vae" / "checkpoints").rglob("*")}
     summary = wm.train_and_evaluate(CFG, logdir)
     out = capsys.readouterr().out
-    for stage in ("collect", "vae", "mdn", "controller", "evaluate"):
+    for stage in ("collect", "vae", "mdn", "calibrate", "controller", "evaluate"):
         assert f"{stage}:" in out and "skipped" in out
     assert (
         summary["eval_return_mean"]
@@ -91,7 +91,13 @@ def test_more_generations_continue_the_evolution(tiny_run, tmp_path):
 
 @pytest.mark.parametrize(
     "stage, first",
-    [("vae", "collect"), ("mdn", "vae"), ("controller", "vae"), ("evaluate", "controller")],
+    [
+        ("vae", "collect"),
+        ("mdn", "vae"),
+        ("calibrate", "vae"),
+        ("controller", "vae"),
+        ("evaluate", "controller"),
+    ],
 )
 def test_stage_before_its_inputs_names_the_stage_to_run(tmp_path, stage, first):
     with pytest.raises(wm.MissingInputError, match=f"run --stage={first} first"):
@@ -114,7 +120,7 @@ def test_summary_metrics_timing_and_curves(tiny_run):
     logdir, summary = tiny_run
     for k in ("eval_length_mean", "eval_length_std", "random_return_std", "random_length_mean"):
         assert np.isfinite(summary[k]), k
-    assert summary["random_episodes"] == CFG.rollouts
+    assert summary["random_episodes"] == CFG.random_episodes != CFG.rollouts  # not the rollouts
     assert summary["random_length_mean"] == 10  # agent steps: 20 env steps at action repeat 2
     rows = logging_lib.read_metrics(logdir)
     assert any("eval_return_mean" in r and "random_return_mean" in r for r in rows)
@@ -292,6 +298,7 @@ def test_run_dir_written_before_the_released_options_still_resumes(tmp_path):
     from jaxplanet import checkpoint
 
     new = ("done_rule", "c_input", "c_bias", "m_action", *RELEASED_DATA)
+    new += ("random_episodes", "calibrate_episodes")  # reporting: resumable, class defaults
     saved = config_lib.to_dict(CFG)
     for name in new:
         saved.pop(name)
@@ -584,3 +591,218 @@ def test_doom_rollouts_hold_actions_and_their_blank_last_frame_is_no_target(tmp_
         assert series["z_mask"][i, n - 1] == float(not ep["terminated"])
         assert series["done"][i, n - 1] == float(ep["terminated"])
         assert len(wm_data.vae_frames(run, ep)) == n + 1 - int(ep["terminated"])
+
+
+# ----------------------------------------------------------------- the paper's random baseline
+
+
+def _recording_host(calls: list):
+    """A fake `Run.host_episodes` (episodes of 1 + seed % 9 steps) that records each call's
+    description, seeds and the actions its policy chose, [T, E, A]."""
+
+    def host(seeds, policy, record, desc):
+        eps = _fake_host_episodes(seeds, policy, record, desc)
+        policy.start(list(range(len(seeds))))  # replay the wave to read the actions it played
+        acts = [policy.act(np.zeros((len(seeds), 64, 64, 3), np.uint8)) for _ in range(9)]
+        calls.append((desc, list(seeds), np.stack(acts)))
+        return eps
+
+    return host
+
+
+def test_random_baseline_is_iid_on_real_episodes_of_its_own_seeds(tiny_run, tmp_path):
+    # Held random actions collect M's data; the baseline is the paper's: a new uniform action
+    # every step, on `random_episodes` real episodes whose seeds no other stage uses.
+    logdir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], logdir)
+    (logdir / "evaluate.json").unlink()
+    cfg = dataclasses.replace(CFG, random_episodes=7)
+    run = wm.Run(cfg, logdir)
+    calls: list = []
+    run.jax_env, run.host_episodes = None, _recording_host(calls)
+    summary = wm.evaluate(run)
+    by_desc = {desc: (seeds, acts) for desc, seeds, acts in calls}
+    seeds, acts = by_desc["random"]
+    assert len(seeds) == summary["random_episodes"] == 7
+    assert np.all(np.diff(acts, axis=0) != 0)  # a new action at every step, in every episode
+    assert np.all(np.abs(acts) <= 1) and abs(acts.mean()) < 0.25 and 0.2 < acts.var() < 0.5
+    assert len({a.tobytes() for a in acts.reshape(-1, 2)}) == acts.size // 2  # all distinct
+    # Kept apart from the collect stage's seeds (every attempt) and from C's evaluation's.
+    collect_seeds = {
+        wm_data.attempt_seed(run, i, a) for i in range(cfg.rollouts) for a in range(50)
+    }
+    assert not set(seeds) & collect_seeds
+    assert not set(seeds) & set(by_desc["real rollouts"][0]) and len(by_desc["real rollouts"][0])
+    # Not the collected data: those actions are held for 5 steps (point_reach's random_hold).
+    _, ep = next(wm.load_rollouts(logdir / "rollouts"))
+    assert np.mean(np.diff(ep["action"][1:], axis=0) != 0) < 0.5
+    lengths = [1 + s % 9 for s in seeds]  # the fake episodes' lengths, in agent steps
+    assert summary["random_length_mean"] == pytest.approx(np.mean(lengths))
+    # evaluate.json names the generation whose CMA-ES mean C is (and its periodic score).
+    choice = wm.controller_choice(run)
+    saved = json.loads((logdir / "evaluate.json").read_text())
+    assert saved["controller_generation"] == summary["controller_generation"] == choice.generation
+    assert saved["controller_real_return"] == pytest.approx(choice.real_return)
+
+
+def test_open_loop_episodes_on_a_jax_task_match_stepping_it(tiny_run):
+    from jaxplanet import envs
+
+    run = wm.Run(CFG, tiny_run[0])
+    keys = jax.random.split(jax.random.key(5), 3)
+    acts = np.asarray(jax.random.uniform(jax.random.key(6), (3, 10, 2), minval=-1, maxval=1))
+    returns, lengths = wm_run.open_loop_episodes(run, acts, [0, 1, 2], keys, "x")
+    env = envs.make_jax("point_reach", episode_length=20)  # tiny: action repeat 2, 10 steps
+    for e in range(3):
+        state, _ = env.reset(keys[e])
+        total = 0.0
+        for t in range(10):
+            state, _, r, _ = env.step(state, acts[e, t])
+            total += float(r)
+        assert returns[e] == pytest.approx(total, rel=1e-5) and lengths[e] == 10
+    # The tiny run's baseline: i.i.d. actions on `random_episodes` real episodes.
+    saved = json.loads((tiny_run[0] / "evaluate.json").read_text())
+    r, n = wm.random_baseline(run)
+    assert saved["random_episodes"] == len(r) == CFG.random_episodes
+    assert saved["random_return_mean"] == pytest.approx(float(r.mean()))
+    collected = [float(ep["reward"].sum()) for _, ep in wm.load_rollouts(tiny_run[0] / "rollouts")]
+    assert saved["random_return_mean"] != pytest.approx(np.mean(collected))
+
+
+# ----------------------------------------------------------------- the final C: best periodic mean
+
+
+def _scripted_evaluations(monkeypatch, scores: list[float], seen: list):
+    """Periodic real evaluations return ``scores`` in turn; ``seen`` gets each evaluated mean."""
+    from jaxplanet.agents import world_models_evolve as wm_evolve
+
+    queue = list(scores)
+
+    def real_returns(run, params, flats, es, key, n):
+        seen.append(np.asarray(flats[0]))
+        return np.full((1, n), queue.pop(0), np.float32)
+
+    monkeypatch.setattr(wm_evolve, "real_returns", real_returns)
+
+
+def test_final_controller_is_the_best_periodic_mean_and_resumes_to_it(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    from jaxplanet import checkpoint, resume
+
+    logdir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], logdir)
+    shutil.rmtree(logdir / "controller")
+    (logdir / "evaluate.json").unlink()
+    cfg = dataclasses.replace(CFG, generations=4, eval_every=1)
+    seen: list = []
+    _scripted_evaluations(monkeypatch, [3.0, 9.0, 9.0, 2.0], seen)
+    wm.train_controller(wm.Run(cfg, logdir))  # the stage alone: no plot
+    rows = logging_lib.read_metrics(logdir / "controller")
+    assert [r["controller/real_return_of_mean"] for r in rows] == [3.0, 9.0, 9.0, 2.0]
+    assert [r["controller/chosen_generation"] for r in rows] == [1, 2, 2, 2]  # ties: the first
+    run = wm.Run(cfg, logdir)
+    choice = wm.controller_choice(run)
+    assert (choice.generation, choice.real_return) == (2, 9.0)
+    np.testing.assert_array_equal(choice.flat, seen[1])
+    assert not np.array_equal(seen[1], seen[3])  # the last mean is another one
+    np.testing.assert_array_equal(wm.final_controller(run)[0], seen[1])
+    # A stage killed after generation 3 redoes generation 4 and makes the same choice.
+    shutil.rmtree(logdir / "controller" / "checkpoints" / "4")
+    seen_again: list = []
+    _scripted_evaluations(monkeypatch, [2.0], seen_again)
+    wm.train_controller(wm.Run(cfg, logdir))  # the stage alone: no plot
+    np.testing.assert_array_equal(seen_again[0], seen[3])
+    assert logging_lib.read_metrics(logdir / "controller") == rows
+    np.testing.assert_array_equal(wm.controller_choice(run).flat, seen[1])
+    # Checkpoints written before the choice was stored: the last mean, as those runs had.
+    es_state = _controller_es_state(run, logdir)
+    old = tmp_path / "old"
+    shutil.copytree(logdir, old)
+    shutil.rmtree(old / "controller" / "checkpoints")
+    with checkpoint.Checkpointer(old / "controller" / "checkpoints") as ck:
+        progress = resume.Progress(evaluations=4, metric_rows=4)
+        ck.save(4, {"es": es_state, "progress": progress.as_dict()})
+    legacy = wm.controller_choice(wm.Run(cfg, old))
+    assert legacy.generation == 4 and np.isnan(legacy.real_return)
+    np.testing.assert_array_equal(legacy.flat, seen[3])
+    # ... and such a stage resumed for more generations chooses among the new evaluations.
+    _scripted_evaluations(monkeypatch, [1.0], seen_again)
+    more = dataclasses.replace(cfg, generations=5)
+    wm.train_controller(wm.Run(more, old))
+    assert "predate the stored choice" in capsys.readouterr().out
+    assert wm.controller_choice(wm.Run(more, old)).generation == 5
+
+
+def _controller_es_state(run, logdir):
+    """The CMA-ES state of the controller's last checkpoint."""
+    from jaxplanet import checkpoint, resume
+    from jaxplanet.agents import world_models_evolve as wm_evolve
+
+    template, _ = wm_evolve._templates(run, wm_evolve._evolution(run))
+    template = {**template, "progress": resume.Progress().as_dict()}
+    with checkpoint.Checkpointer(logdir / "controller" / "checkpoints", create=False) as ck:
+        return ck.restore_step(run.cfg.generations, template)["es"]
+
+
+# ----------------------------------------------------------------- the dream calibration
+
+
+def test_calibration_is_written_with_every_policy(tiny_run):
+    from jaxplanet.agents import world_models_calibrate as wm_cal
+
+    logdir, summary = tiny_run
+    report = json.loads((logdir / "calibrate.json").read_text())
+    names = ["random", "held_random", "zero", "plus_half", "minus_half"]
+    assert list(report["policies"]) == names
+    for p in report["policies"].values():
+        assert set(p) == {"dream_mean", "dream_std", "real_mean", "real_std", "ratio"}
+    assert report["episodes"] == CFG.calibrate_episodes and report["measure"] == "return"
+    assert isinstance(report["warnings"], list) and summary["calibrate_warnings"] == len(
+        report["warnings"]
+    )
+    (row,) = [r for r in logging_lib.read_metrics(logdir) if "calibrate_spearman" in r]
+    for name in names:
+        assert row[f"calibrate_{name}_real"] == report["policies"][name]["real_mean"]
+    table = wm_cal.calibration_table(report, "return").splitlines()
+    assert len(table) == 6 and len({len(line) for line in table}) == 1
+    assert len({line.index("|") for line in table}) == 1
+    # take_cover's constant policies are its three moves.
+    from jaxplanet.envs import doom
+
+    moves = wm_cal.policies("take_cover")
+    assert [doom.take_cover_index(np.array([moves[m][1]])) for m in ("left", "stay", "right")] == [
+        2, 0, 1
+    ]  # fmt: skip
+
+
+def test_calibration_warns_on_mis_ranking_and_over_rating_only():
+    from jaxplanet.agents import world_models_calibrate as wm_cal
+
+    names = ["random", "held_random", "left", "stay"]
+    real = np.array([210.0, 250.0, 150.0, 120.0])
+    se = np.full(4, 10.0)  # pairs 2 * sqrt(2) * 10 = 28.3 apart are ordered by the game
+    consistent = np.array([260.0, 300.0, 170.0, 130.0])  # same order, random at 1.24x
+    assert wm_cal.calibration_warnings(names, consistent, real, se) == []
+    # Pairs the game does not separate (20 < 28.3 apart) may come in either order.
+    tied_real = np.array([210.0, 230.0, 150.0, 130.0])
+    swapped = np.array([300.0, 280.0, 170.0, 140.0])
+    assert wm_cal.calibration_warnings(names, swapped, tied_real, se) == []
+    # The dream puts "stay" above "left" (the game: 150 vs 120, 30 > 28.3 apart): one warning.
+    (msg,) = wm_cal.calibration_warnings(names, np.array([260.0, 300, 130, 170]), real, se)
+    assert "ranks stay (170.0) at or above left (130.0)" in msg and "left first" in msg
+    # Over-rating random: 1.6x the real survival.
+    (msg,) = wm_cal.calibration_warnings(names, np.array([336.0, 360, 170, 130]), real, se)
+    assert "over-rates random 1.60x" in msg
+    # 1.5x itself is allowed; a constant policy's ratio counts only through the ranking.
+    ok = np.array([315.0, 370.0, 300.0, 130.0])
+    assert wm_cal.calibration_warnings(names, ok, real, se) == []
+    # The report: per-episode scores [P, E] -> means, Spearman over the means, warnings.
+    rng = np.random.default_rng(0)
+    episodes = real[:, None] + rng.normal(0, 5, (4, 64))
+    report = wm_cal.calibration_report(names, episodes * 1.2, episodes)
+    assert report["spearman"] == pytest.approx(1.0) and report["warnings"] == []
+    assert report["policies"]["stay"]["ratio"] == pytest.approx(1.2)
+    report = wm_cal.calibration_report(names, 1000.0 - episodes, episodes)
+    # Every one of the 6 pairs reversed, and both random policies over-rated (3.8x, 3.0x).
+    assert report["spearman"] == pytest.approx(-1.0) and len(report["warnings"]) == 6 + 2

@@ -217,3 +217,31 @@ def test_raw_m_action_and_controller_on_z_c_h(params):
     zch = dataclasses.replace(base, controller_input="zch")
     want = controllers.act(ctrl, state.z, carry[1], carry[0])
     np.testing.assert_allclose(dream.controller_action(ctrl, zch, state.z, carry), want)
+
+
+def test_open_loop_returns_match_stepping_the_env(params):
+    # Fixed action sequences (the calibration's random / constant policies) in one jitted vmap.
+    keys = jax.random.split(jax.random.key(11), 3)  # threefry: the same streams under vmap
+    acts = jax.random.uniform(jax.random.key(12), (3, CFG.max_steps, 2), minval=-1, maxval=1)
+    got, steps = dream.open_loop_returns(params, CFG, 1.2, acts, keys)
+    assert got.shape == (3,) and steps.dtype == jnp.int32
+    env = dream.dream_env(params, CFG, temperature=1.2)
+    step = jax.jit(env.transition)
+    for e in range(3):
+        state, _ = env.reset(keys[e])
+        total = 0.0
+        for t in range(CFG.max_steps):
+            state, reward = step(state, acts[e, t])
+            total += float(reward)
+        np.testing.assert_allclose(got[e], total, rtol=1e-4, atol=1e-4)
+        assert int(steps[e]) == int(state.t)
+    # Survival: the steps survived are the return; M's done logit ends episodes.
+    survival = dataclasses.replace(CFG, reward="survival", max_steps=9)
+    sure = _with_done_bias(params, 50.0)
+    got, steps = dream.open_loop_returns(sure, survival, 1.0, acts[:, :9], keys)
+    np.testing.assert_array_equal(got, 1.0)
+    np.testing.assert_array_equal(steps, 1)
+    never = _with_done_bias(params, -50.0)
+    got, steps = dream.open_loop_returns(never, survival, 1.0, acts[:, :9], keys)
+    np.testing.assert_array_equal(got, 9.0)
+    np.testing.assert_array_equal(steps, 9)

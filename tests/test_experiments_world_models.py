@@ -32,7 +32,7 @@ def test_tiny_preset_runs_every_stage_through_the_cli(tmp_path, capsys):
         cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--stage=all"]) == 0
     )
     out = capsys.readouterr().out
-    for stage in ("collect", "vae", "mdn", "controller"):
+    for stage in ("collect", "vae", "mdn", "calibrate", "controller"):
         assert f"{stage}:" in out
     assert "eval_return_mean=" in out
     saved = json.loads((logdir / "evaluate.json").read_text())
@@ -40,7 +40,7 @@ def test_tiny_preset_runs_every_stage_through_the_cli(tmp_path, capsys):
     assert json.loads((logdir / "config.json").read_text())["env"] == "point_reach"
     # A second call resumes: every stage is skipped (no --preset: the saved config).
     assert cli.main([f"--logdir={logdir}", "--in_dream=auto"]) == 0
-    assert capsys.readouterr().out.count("skipped") == 5
+    assert capsys.readouterr().out.count("skipped") == 6
     # Another config in the same directory is refused, naming the field.
     assert (
         cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--in_dream=false"])

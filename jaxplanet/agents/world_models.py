@@ -1,4 +1,4 @@
-"""World Models pipeline (Ha & Schmidhuber 2018): collect -> V -> M -> C -> evaluate.
+"""World Models pipeline (Ha & Schmidhuber 2018): collect -> V -> M -> calibrate -> C -> evaluate.
 
 `train_and_evaluate(config, logdir, stage)` runs one stage or all of them. Every stage is
 resumable and skipped when its artifact exists; a stage run before its inputs exist raises
@@ -8,19 +8,24 @@ resumable and skipped when its artifact exists; a stage run before its inputs ex
     rollouts/rollout_000123.npz    random rollouts (obs uint8, action, reward, is_first, terminated)
     vae/  mdn/  controller/        checkpoints (orbax) + metrics.jsonl + TensorBoard per stage
     series.npz                     V's (mean, std) of every rollout frame: M's training data
+    calibrate.json                 the dream's survival of simple policies against the real task's
     evaluate.json, videos/         final real-task scores; real (left) vs dream (right) video
 
 ``step`` on the metrics rows of a stage counts that stage's own progress: gradient updates for
 V and M, generations for C (rows also carry ``env_steps``, the real environment steps used).
 Rollouts of pure-JAX tasks (point_reach) are jitted vmaps; those of host tasks (CarRacing, Doom)
 run in `workers` processes with `gymnasium.vector.AsyncVectorEnv`. The final controller is the
-CMA-ES mean (the best sample's score is optimistic under noisy fitness).
+CMA-ES mean that scored best at the periodic real evaluations (as released). The calibrate stage
+(`world_models_calibrate`) checks, before CMA-ES, that the dream ranks random, held-random and
+constant policies as the real task does; the evaluate stage's random baseline is the paper's
+(i.i.d. uniform actions every step, measured on real episodes of its own seeds).
 
 Each stage's wall and CPU seconds land in ``metrics.jsonl`` (``time/<stage>_wall_s``,
 ``time/<stage>_cpu_s``). The pieces live in modules of one job each; their public names are
 importable from here: `world_models_run` (the run, its policies, stage helpers),
 `world_models_data` (rollout files, collect, z-sequences), `world_models_train` (V and M),
-`world_models_evolve` (C by CMA-ES, evaluation, video).
+`world_models_calibrate` (the dream calibration, the random baseline), `world_models_evolve` (C
+by CMA-ES, evaluation, video).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
+from jaxplanet.agents.world_models_calibrate import calibrate, random_baseline
 from jaxplanet.agents.world_models_config import WorldModelsConfig
 from jaxplanet.agents.world_models_data import (
     collect,
@@ -43,6 +49,8 @@ from jaxplanet.agents.world_models_data import (
     save_rollout,
 )
 from jaxplanet.agents.world_models_evolve import (
+    ControllerChoice,
+    controller_choice,
     evaluate,
     final_controller,
     real_and_dream_video,
@@ -53,17 +61,21 @@ from jaxplanet.agents.world_models_evolve import (
 from jaxplanet.agents.world_models_run import MissingInputError, Run, finished
 from jaxplanet.agents.world_models_train import train_mdn, train_vae, world_model_params
 
-STAGES = ("collect", "vae", "mdn", "controller", "evaluate")
+STAGES = ("collect", "vae", "mdn", "calibrate", "controller", "evaluate")
 
 __all__ = [
     "STAGES",
+    "ControllerChoice",
     "MissingInputError",
     "Run",
+    "calibrate",
     "collect",
+    "controller_choice",
     "evaluate",
     "final_controller",
     "load_rollouts",
     "make_series",
+    "random_baseline",
     "real_and_dream_video",
     "real_episodes",
     "real_returns",
@@ -82,6 +94,7 @@ _STAGE_FNS = {
     "collect": collect,
     "vae": train_vae,
     "mdn": train_mdn,
+    "calibrate": calibrate,
     "controller": train_controller,
     "evaluate": evaluate,
 }
@@ -139,8 +152,10 @@ def _stage_done(run: Run, name: str) -> bool:
     cfg = run.cfg
     if name == "collect":
         return collected(run)
-    if name == "evaluate":
-        return (run.logdir / "evaluate.json").exists()
+    if name in ("calibrate", "evaluate"):
+        return (run.logdir / f"{name}.json").exists() or (
+            name == "calibrate" and not cfg.calibrate_episodes
+        )
     steps = {"vae": cfg.vae_steps, "mdn": cfg.mdn_steps, "controller": cfg.generations}[name]
     return finished(run, name, steps)
 

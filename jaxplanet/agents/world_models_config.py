@@ -13,7 +13,9 @@ rollouts are drawn and kept, the terminal frame) are ``0`` / ``"auto"`` in ``pap
 `random_hold_max` and `min_random_length`, whose ``0`` is "off") and are resolved from
 `ENV_SETTINGS` by `resolved`. Fields added after runs were made default (in the class) to the
 behaviour those runs had, so an old run directory resumes (`checkpoint.claim_run_dir` reads a
-missing field as the class default).
+missing field as the class default). The reporting fields added since (`random_episodes`,
+`calibrate_episodes`) are in `RESUMABLE_FIELDS`: an old run gets the paper's random baseline and
+the calibrate stage from its next evaluate / calibrate on.
 """
 
 from __future__ import annotations
@@ -183,8 +185,22 @@ class WorldModelsConfig:
         "what M reads and random rollouts record: the action after the task's action map, or "
         "C's raw output in [-1, 1] (authors' Doom code; the same for continuous tasks)",
     )
-    eval_every: int = _field(25, "score the mean controller in the real task every N generations")
+    eval_every: int = _field(
+        25,
+        "score the CMA-ES mean in the real task every N generations and at the last; the final C "
+        "is the mean that scored best (as released); 0 = never (the final C: the last mean)",
+    )
     eval_episodes: int = _field(100, "real episodes of the final evaluation (paper: 100)")
+    random_episodes: int = _field(
+        100,
+        "real episodes of the evaluate stage's random baseline: i.i.d. uniform actions, a new one "
+        "every agent step (the paper's random policy; paper: 100)",
+    )
+    calibrate_episodes: int = _field(
+        64,
+        "episodes per policy (random, held random, constant actions) of the dream calibration, in "
+        "the dream and in the real task each; 0 = no calibrate stage",
+    )
     video_length: int = _field(300, "agent steps shown in the real-vs-dream video")
     checkpoint_every: int = _field(1000, "checkpoint V and M every N steps (C every generation)")
     progress: bool = _field(True, "show progress bars")
@@ -208,13 +224,21 @@ class WorldModelsConfig:
             "rollouts_per_candidate",
             "generations",
             "eval_episodes",
+            "random_episodes",
             "video_length",
             "checkpoint_every",
         )
         for name in positive:
             if getattr(self, name) < 1:
                 raise config_lib.ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
-        nonneg = ("action_repeat", "episode_length", "z_dim", "eval_every", "temperature")
+        nonneg = (
+            "action_repeat",
+            "episode_length",
+            "z_dim",
+            "eval_every",
+            "temperature",
+            "calibrate_episodes",
+        )
         if self.mdn_seq_len < 0:
             raise config_lib.ConfigError(f"--mdn_seq_len: must be >= 0, got {self.mdn_seq_len}")
         for name in ("hidden", "lr_decay", "min_lr", "forget_bias"):
@@ -309,7 +333,16 @@ def resolved(cfg: WorldModelsConfig) -> Resolved:
 
 # Fields that may change when a run directory is resumed (reporting and later stages' extent).
 RESUMABLE_FIELDS = frozenset(
-    {"progress", "workers", "eval_every", "eval_episodes", "video_length", "generations"}
+    {
+        "progress",
+        "workers",
+        "eval_every",
+        "eval_episodes",
+        "random_episodes",
+        "calibrate_episodes",
+        "video_length",
+        "generations",
+    }
 )
 
 
@@ -354,7 +387,8 @@ def quick() -> WorldModelsConfig:
     short episodes and masked last frame, M's streams, 100 final real episodes), smaller:
     M's LSTM of 256 units (paper Doom: 512), 200 random rollouts (paper 10,000), V at half
     width (depth 16) for 2,000 updates, M for 800 updates of 32 x 100-step chunks, CMA-ES with
-    population 32 x 8 rollouts (paper 64 x 16) for 20 generations.
+    population 32 x 8 rollouts (paper 64 x 16) for 20 generations. The random baseline (100
+    episodes) and the dream calibration (64 episodes per policy) are the class defaults.
     """
     return WorldModelsConfig(
         **_RELEASED,
@@ -398,6 +432,8 @@ def tiny() -> WorldModelsConfig:
         generations=2,
         eval_every=1,
         eval_episodes=2,
+        random_episodes=4,
+        calibrate_episodes=4,
         video_length=8,
         checkpoint_every=2,
         progress=False,

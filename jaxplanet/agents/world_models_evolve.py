@@ -2,11 +2,17 @@
 
 The controller stage evolves C (evosax CMA-ES, `controllers.Evolution`) in M's dream, one
 jitted generation of population x rollouts episodes (`dream.generation_returns`), or in the real
-task with ``in_dream=false``. Every `eval_every` generations the CMA-ES mean is scored in the real
-task. The evaluate stage scores the final C (the CMA-ES mean: the best sample's score is
-optimistic under noisy fitness) on `eval_episodes` real episodes beside the random rollouts,
-prints both (mean +- std of the return, and of the steps survived for take_cover), writes them to
-``evaluate.json`` and ``metrics.jsonl``, and renders a real-vs-dream video.
+task with ``in_dream=false``. Every `eval_every` generations and at the last, the CMA-ES mean is
+scored on min(`eval_episodes`, `rollouts_per_candidate`) real episodes and logged
+(``controller/real_return_of_mean``); the final C is, as released (``log/*.best.json``), the mean
+that scored best there (the first of equal scores; the best sample's fitness is optimistic under
+noisy fitness), kept in the stage's checkpoints with its generation, so a resumed stage makes the
+same choice (``eval_every=0``: the last mean). The evaluate stage scores the final C on
+`eval_episodes` real episodes beside the paper's random policy (i.i.d. uniform actions every
+step, `random_episodes` real episodes of their own seeds: `world_models_calibrate.random_baseline`),
+prints both (mean +- std of the return, and of the steps survived for take_cover), writes them
+and the chosen generation to ``evaluate.json`` and ``metrics.jsonl``, and renders a real-vs-dream
+video.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +29,7 @@ import numpy as np
 from jaxplanet import checkpoint, controllers, dream, resume, vae
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
-from jaxplanet.agents.world_models_data import load_rollouts
+from jaxplanet.agents.world_models_calibrate import random_baseline
 from jaxplanet.agents.world_models_run import (
     CTRL,
     EVAL,
@@ -36,6 +42,8 @@ from jaxplanet.agents.world_models_run import (
 from jaxplanet.agents.world_models_train import world_model_params
 
 __all__ = [
+    "ControllerChoice",
+    "controller_choice",
     "evaluate",
     "final_controller",
     "real_and_dream_video",
@@ -48,15 +56,20 @@ __all__ = [
 def _evolution(run: Run) -> controllers.Evolution:
     """CMA-ES over C's flat parameters ((Z + H) * A + A of them, or (Z + 2H) * A for Doom's
     released C on [z, c, h] without a bias)."""
-    template = controllers.init(
-        run.root,
-        run.r.vae.z_dim,
-        run.r.mdn.hidden,
-        run.spec.action_dim,
-        cell=run.r.c_input == "zch",
-        bias=run.r.c_bias,
-    )
-    return controllers.Evolution.make(template, run.cfg.population, run.cfg.sigma_init)
+    r = run.r
+    dims = (r.vae.z_dim, r.mdn.hidden, run.spec.action_dim, r.c_input == "zch", r.c_bias)
+    return _make_evolution(*dims, run.cfg.population, run.cfg.sigma_init)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_evolution(
+    z: int, hidden: int, a: int, cell: bool, bias: bool, population: int, sigma: float
+) -> controllers.Evolution:
+    """One `Evolution` per shape: its ``unflatten`` is a static argument of the jitted dream and
+    real rollouts, so a stage run again (resumed, more generations) reuses their compilations.
+    C starts at zero (`controllers.init` with scale 0: the key does not matter)."""
+    template = controllers.init(jax.random.key(0), z, hidden, a, cell=cell, bias=bias)
+    return controllers.Evolution.make(template, population, sigma)
 
 
 def real_returns(run: Run, params: Any, flats: jax.Array, es: Any, key: jax.Array, n: int):
@@ -95,17 +108,60 @@ def _jax_real_returns(env, dcfg, unflatten, params, flats, key, n):
     return jax.vmap(lambda f, ks: jax.vmap(lambda k: one(f, k))(ks))(flats, keys)
 
 
+def _choice_init(es: controllers.Evolution) -> dict[str, Any]:
+    """No mean chosen yet: {"flat" f32 [N], "score" f32 [] (-inf), "generation" int32 [] (0)}."""
+    return {
+        "flat": es.mean0,
+        "score": np.asarray(-np.inf, np.float32),
+        "generation": np.asarray(0, np.int32),
+    }
+
+
+def _templates(run: Run, es: controllers.Evolution) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the controller stage's state, the one written before the choice was stored)."""
+    legacy = {"es": es.init(run.key(CTRL, 2**31))}
+    return {**legacy, "choice": _choice_init(es)}, legacy
+
+
+def _legacy_checkpoint(run: Run, es: controllers.Evolution, step: int | None = None) -> bool:
+    """Whether controller checkpoint ``step`` (default: the newest) predates the stored choice."""
+    directory = run.logdir / "controller" / "checkpoints"
+    if not directory.is_dir():
+        return False
+    new, legacy = ({**t, "progress": resume.Progress().as_dict()} for t in _templates(run, es))
+    with checkpoint.Checkpointer(directory, create=False) as ck:
+        steps = ck.steps()
+        step = step if step is not None else (steps[-1] if steps else None)
+        if step not in steps:
+            return False
+        for template, answer in ((new, False), (legacy, True)):
+            try:
+                ck.restore_step(step, template)
+            except Exception:  # noqa: BLE001 — another layout (or a damaged checkpoint)
+                continue
+            return answer
+    return False
+
+
 def train_controller(run: Run) -> dict[str, Any]:
-    """The controller stage: evolves C with CMA-ES in the dream (or the real task)."""
+    """The controller stage: evolves C with CMA-ES in the dream (or the real task) and keeps the
+    mean that scored best at the periodic real evaluations."""
     cfg = run.cfg
     if finished(run, "controller", cfg.generations):
         print("controller: evolved C exists; skipped.")
         return {}
     params = world_model_params(run, "controller")
     es = _evolution(run)
-    template = {"es": es.init(run.key(CTRL, 2**31))}
+    template, legacy = _templates(run, es)
+    if _legacy_checkpoint(run, es):
+        print(
+            "controller: its checkpoints predate the stored choice of the final C; it is chosen "
+            "among the evaluations from here on"
+        )
+        template = legacy
     ckpt, start, state, progress = stage_state(run, "controller", template)
     es_state, env_steps, evals = state["es"], progress.env_steps, progress.evaluations
+    choice = state.get("choice", _choice_init(es))
     where = "dream" if run.r.in_dream else "real task"
     print(f"controller: CMA-ES in the {where}, generations {start} -> {cfg.generations}")
     bar = logging_lib.progress(cfg.generations, "controller", unit="gen", disable=not cfg.progress)
@@ -134,25 +190,72 @@ def train_controller(run: Run) -> dict[str, Any]:
             }
             if cfg.eval_every and ((g + 1) % cfg.eval_every == 0 or g + 1 == cfg.generations):
                 n = min(cfg.eval_episodes, cfg.rollouts_per_candidate)
-                real = real_returns(run, params, es.mean(es_state)[None], es, k_eval, n)
-                row["controller/real_return_of_mean"] = float(real.mean())
+                mean = es.mean(es_state)
+                real = real_returns(run, params, mean[None], es, k_eval, n)
+                score = np.float32(np.mean(real))
+                # As released: the first evaluation, then only a strictly better one.
+                if int(choice["generation"]) == 0 or score > choice["score"]:
+                    gen = np.asarray(g + 1, np.int32)
+                    choice = {"flat": mean, "score": np.asarray(score), "generation": gen}
+                row["controller/real_return_of_mean"] = float(score)
+                row["controller/chosen_generation"] = int(choice["generation"])
                 evals += 1
             logger.scalars(g + 1, row)
             summary.update(row)
             progress = resume.Progress(
                 env_steps=env_steps, evaluations=evals, metric_rows=logger.rows
             )
-            ckpt.save(
-                g + 1, {"es": es_state, "progress": progress.as_dict()}, config_lib.to_dict(cfg)
-            )
+            tree = {"es": es_state, "choice": choice, "progress": progress.as_dict()}
+            ckpt.save(g + 1, tree, config_lib.to_dict(cfg))
             bar.update(1)
             logging_lib.set_postfix(bar, {"return": row["controller/fitness_mean"]})
     bar.close()
     return summary
 
 
+class ControllerChoice(NamedTuple):
+    """The final C and where it comes from.
+
+    Attributes:
+      flat: f32 [N] (`controllers.num_params`); ctrl: its pytree for `dream.controller_action`;
+      generation: the generation whose CMA-ES mean it is; real_return: its score at that
+      generation's periodic real evaluation (nan: not evaluated, the last mean).
+    """
+
+    flat: jax.Array
+    ctrl: Any
+    generation: int
+    real_return: float
+
+
+def controller_choice(run: Run, stage: str = "evaluate") -> ControllerChoice:
+    """The trained C: the CMA-ES mean that scored best at the periodic real evaluations (the last
+    mean with ``eval_every=0`` or from checkpoints written before the choice was stored).
+
+    Raises:
+      MissingInputError: the controller stage has not finished (names the stage to run).
+    """
+    g = run.cfg.generations
+    require(run, stage, "controller", finished(run, "controller", g))
+    es = _evolution(run)
+    template, legacy = _templates(run, es)
+    old = _legacy_checkpoint(run, es, g)
+    tree = {**(legacy if old else template), "progress": resume.Progress().as_dict()}
+    with checkpoint.Checkpointer(run.logdir / "controller" / "checkpoints", create=False) as ck:
+        state = ck.restore_step(g, tree)
+    choice = state.get("choice")
+    if choice is None or int(choice["generation"]) == 0:
+        flat = es.mean(state["es"])
+        return ControllerChoice(flat, es.unflatten(flat), g, float("nan"))
+    flat = jnp.asarray(choice["flat"])
+    return ControllerChoice(
+        flat, es.unflatten(flat), int(choice["generation"]), float(choice["score"])
+    )
+
+
 def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]:
-    """The trained C: the CMA-ES mean of the controller stage's last generation.
+    """The trained C (`controller_choice`): the CMA-ES mean that scored best at the periodic
+    real evaluations.
 
     Args:
       run: an opened run (``world_models.Run(cfg, logdir)``).
@@ -165,65 +268,59 @@ def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]
     Raises:
       MissingInputError: the controller stage has not finished (names the stage to run).
     """
-    require(run, stage, "controller", finished(run, "controller", run.cfg.generations))
-    es = _evolution(run)
-    template = {"es": es.init(run.key(CTRL, 2**31)), "progress": resume.Progress().as_dict()}
-    with checkpoint.Checkpointer(run.logdir / "controller" / "checkpoints", create=False) as ck:
-        es_state = ck.restore_step(run.cfg.generations, template)["es"]
-    flat = es.mean(es_state)
-    return flat, es.unflatten(flat)
+    choice = controller_choice(run, stage)
+    return choice.flat, choice.ctrl
 
 
 def evaluate(run: Run) -> dict[str, Any]:
-    """The evaluate stage: the final C (CMA-ES mean) on `eval_episodes` real episodes.
+    """The evaluate stage: the final C (`controller_choice`) on `eval_episodes` real episodes,
+    beside `random_episodes` real episodes of i.i.d. uniform random actions (the paper's random
+    policy, `world_models_calibrate.random_baseline`).
 
     Returns (and writes to ``evaluate.json`` and the run's ``metrics.jsonl``) eval_return_*,
     eval_length_* (agent steps per episode: take_cover's survival) and random_return_* /
-    random_length_* over the collected random rollouts (mean and std), episode counts, and the
-    path of the real-vs-dream video.
+    random_length_* (mean and std), episode counts, controller_generation (whose CMA-ES mean C
+    is) and controller_real_return (its periodic score; nan if none), and the path of the
+    real-vs-dream video.
     """
     cfg, path = run.cfg, run.logdir / "evaluate.json"
     if path.exists():
         print(f"evaluate: {path} exists; skipped.")
         return json.loads(path.read_text())
-    flat, ctrl = final_controller(run, "evaluate")  # first: names the controller stage
+    choice = controller_choice(run, "evaluate")  # first: names the controller stage
     params = world_model_params(run, "evaluate")
     es = _evolution(run)
-    returns, lengths = real_episodes(run, params, flat[None], es, run.key(EVAL), cfg.eval_episodes)
+    returns, lengths = real_episodes(
+        run, params, choice.flat[None], es, run.key(EVAL), cfg.eval_episodes
+    )
     returns, lengths = returns[0], lengths[0]
-    random = [
-        (float(ep["reward"].sum()), len(ep["obs"]) - 1)
-        for _, ep in load_rollouts(run.logdir / "rollouts")
-    ]
-    random_returns = np.asarray([r for r, _ in random], np.float64)
-    random_lengths = np.asarray([n for _, n in random], np.float64)
-
-    def stat(x: np.ndarray) -> float:
-        return float(x.mean()) if x.size else float("nan")
-
+    random_returns, random_lengths = random_baseline(run)
     summary = {
         "eval_return_mean": float(returns.mean()),
         "eval_return_std": float(returns.std()),
         "eval_length_mean": float(lengths.mean()),
         "eval_length_std": float(lengths.std()),
         "eval_episodes": int(returns.size),
-        "random_return_mean": stat(random_returns),
-        "random_return_std": float(random_returns.std()) if random_returns.size else float("nan"),
-        "random_length_mean": stat(random_lengths),
-        "random_length_std": float(random_lengths.std()) if random_lengths.size else float("nan"),
+        "random_return_mean": float(random_returns.mean()),
+        "random_return_std": float(random_returns.std()),
+        "random_length_mean": float(random_lengths.mean()),
+        "random_length_std": float(random_lengths.std()),
         "random_episodes": int(random_returns.size),
+        "controller_generation": choice.generation,
+        "controller_real_return": choice.real_return,
     }
     unit = "steps survived" if run.r.reward == "survival" else "return"
     key = "length" if run.r.reward == "survival" else "return"
     print(
-        f"evaluate: C {summary[f'eval_{key}_mean']:.1f} ± {summary[f'eval_{key}_std']:.1f} "
-        f"{unit} over {summary['eval_episodes']} real episodes; random actions "
+        f"evaluate: C (the CMA-ES mean of generation {choice.generation}) "
+        f"{summary[f'eval_{key}_mean']:.1f} ± {summary[f'eval_{key}_std']:.1f} {unit} over "
+        f"{summary['eval_episodes']} real episodes; i.i.d. random actions "
         f"{summary[f'random_{key}_mean']:.1f} ± {summary[f'random_{key}_std']:.1f} over "
-        f"{summary['random_episodes']} collected rollouts"
+        f"{summary['random_episodes']} real episodes"
     )
     with logging_lib.Logger(run.logdir) as logger:
         logger.scalars(0, summary)
-        video = real_and_dream_video(run, params, ctrl)
+        video = real_and_dream_video(run, params, choice.ctrl)
         summary["video"] = str(logger.video(0, "real_vs_dream", video))
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxplanet import checkpoint, controllers, dream, envs, mdn_rnn, resume
@@ -24,20 +25,25 @@ from jaxplanet.agents.world_models_config import RESUMABLE_FIELDS, WorldModelsCo
 from jaxplanet.envs import car_racing
 
 #: Stream ids of the run's keys and seeds (one per stage; SERIES is unused, kept for stability).
-COLLECT, VAE, MDN, CTRL, EVAL, SERIES = range(6)
+#: RANDOM: the evaluate stage's random baseline; CALIBRATE: the dream calibration's episodes.
+COLLECT, VAE, MDN, CTRL, EVAL, SERIES, RANDOM, CALIBRATE = range(8)
 _HOST_GYM = {"car_racing": car_racing.make_gym}
 
 __all__ = [
+    "CALIBRATE",
     "COLLECT",
     "CTRL",
     "EVAL",
     "MDN",
+    "RANDOM",
     "VAE",
     "ControllerPolicy",
     "MissingInputError",
     "RandomPolicy",
     "Run",
+    "SequencePolicy",
     "finished",
+    "open_loop_episodes",
     "require",
     "stage_state",
 ]
@@ -156,6 +162,72 @@ class RandomPolicy:
             self.a = np.stack([self._draw(g) for g in self.rngs])
         self.t += 1
         return self.a.copy()
+
+
+class SequencePolicy:
+    """Open-loop actions: episode ``i`` (its position in the call's seeds) plays ``actions[i, t]``
+    at agent step t (the last one past the end). The actions are C-like outputs in [-1, 1]; the
+    host env applies the task's action map itself (ViZDoom's thresholds, CarRacing's gas/brake).
+
+    Args:
+      actions: f32 [E, T, A].
+    """
+
+    def __init__(self, actions: np.ndarray):
+        self.actions, self.t = np.asarray(actions, np.float32), 0
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids`` (-1 for idle slots)."""
+        self.ids, self.t = np.maximum(np.asarray(ids), 0), 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A]."""
+        a = self.actions[self.ids, min(self.t, self.actions.shape[1] - 1)]
+        self.t += 1
+        return a
+
+
+def open_loop_episodes(
+    run: Run, actions: np.ndarray, seeds: list[int], keys: jax.Array, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Real episodes that play fixed action sequences (random or constant policies).
+
+    Args:
+      run: the run; actions: f32 [E, T, A] in [-1, 1] (T = `spec.agent_steps`); seeds: E env
+      seeds (host tasks); keys: [E] PRNG keys of the resets (pure-JAX tasks); desc: progress.
+
+    Returns:
+      (returns f32 [E], lengths int [E] in agent steps until the episode ended).
+    """
+    if run.jax_env is None:
+        eps = run.host_episodes(seeds, SequencePolicy(actions), record=False, desc=desc)
+        return (
+            np.asarray([e["return"] for e in eps], np.float32),
+            np.asarray([e["length"] for e in eps], np.int64),
+        )
+    returns, lengths = _jax_open_loop(run.jax_env, jnp.asarray(actions), keys)
+    return np.asarray(returns, np.float32), np.asarray(lengths, np.int64)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jax_open_loop(env: Any, actions: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(returns f32 [E], steps until done int32 [E]) of actions [E, T, A] on a pure-JAX task."""
+
+    def one(acts, key):
+        state, _ = env.reset(key)
+
+        def body(c, a):
+            s, total, steps, done = c
+            s, _, r, d = env.step(s, a)
+            total = total + jnp.where(done, 0.0, r)
+            return (s, total, steps + (~done).astype(steps.dtype), done | d), None
+
+        zero = jnp.zeros((), jnp.float32)
+        init = (state, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+        (_, total, steps, _), _ = jax.lax.scan(body, init, acts)
+        return total, steps
+
+    return jax.vmap(one)(actions, keys)
 
 
 class ControllerPolicy:

@@ -5,10 +5,12 @@
         --stage=collect
     jaxplanet-world-models --env=point_reach --preset=tiny --logdir=/tmp/wm
 
-Stages run in order: collect (random rollouts), vae (V), mdn (M), controller (CMA-ES on C, in
-the dream with --in_dream=true), evaluate (real episodes + a real-vs-dream video); --stage=all
-runs every one. A stage whose artifact exists is skipped, so rerunning resumes. Every config
-field is a flag (--help lists them); a --logdir holding another config is refused.
+Stages run in order: collect (random rollouts), vae (V), mdn (M), calibrate (the dream's
+survival of random and constant policies against the real task's, with a warning when they
+disagree), controller (CMA-ES on C, in the dream with --in_dream=true), evaluate (real episodes,
+the random baseline and a real-vs-dream video); --stage=all runs every one. A stage whose
+artifact exists is skipped, so rerunning resumes. Every config field is a flag (--help lists
+them); a --logdir holding another config is refused.
 """
 
 from __future__ import annotations
