@@ -54,5 +54,6 @@ def test_readme_planet_commands_give_valid_configs():
     assert any("--num_seeds=3" in c for c in commands) and len(commands) >= 5
     for argv in commands:
         args, overrides = planet_cli.parse_args(argv)
-        cfg = config_lib.override(planet_config.preset(args.preset or "paper"), overrides)
+        base = planet_config.preset(args.preset or "paper")
+        cfg = config_lib.override(base, planet_config.prng_for_seeds(base, overrides))
         cfg.validate()
