@@ -42,12 +42,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from jaxplanet import config as config_lib
 from jaxplanet.logging import METRICS_FILE, read_metrics
 
 __all__ = [
     "PAPER_RETURNS",
     "SEED_FREE_FIELDS",
     "Run",
+    "check_same_config",
     "find_runs",
     "learning_curves_figure",
     "load_run",
@@ -188,14 +190,9 @@ def load_run(logdir: str | os.PathLike) -> Run:
     return Run(logdir.name or str(logdir), str(config.get("env", "")), rows, stages, config)
 
 
-def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def _compared(config: dict) -> dict[str, Any]:
+    """The dotted fields of ``config`` that runs averaged together must share."""
+    return {k: v for k, v in config_lib.flatten(config).items() if k not in SEED_FREE_FIELDS}
 
 
 def check_same_config(runs: Sequence[Run]) -> None:
@@ -207,9 +204,9 @@ def check_same_config(runs: Sequence[Run]) -> None:
     known = [run for run in runs if run.config]
     if len(known) < 2:
         return
-    first = {k: v for k, v in _flat(known[0].config).items() if k not in SEED_FREE_FIELDS}
+    first = _compared(known[0].config)
     for run in known[1:]:
-        other = {k: v for k, v in _flat(run.config).items() if k not in SEED_FREE_FIELDS}
+        other = _compared(run.config)
         diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
         if diff:
             shown = ", ".join(f"{k}: {first.get(k)!r} vs {other.get(k)!r}" for k in diff[:5])
