@@ -1,12 +1,15 @@
 """World Models pipeline on point_reach: artifacts, resume, bad input, and (opt-in) learning."""
 
 import dataclasses
+import functools
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import types
 
+import dying_gym
 import jax
 import numpy as np
 import pytest
@@ -19,6 +22,8 @@ from jaxplanet.agents import world_models_config as wm_config
 from jaxplanet.agents import world_models_data as wm_data
 from jaxplanet.agents import world_models_run as wm_run
 from jaxplanet.checkpoint import ConfigMismatchError
+from jaxplanet.envs import car_racing
+from jaxplanet.envs.vector import WorkerDiedError
 
 pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
 
@@ -428,6 +433,81 @@ def test_collect_gives_up_on_always_short_episodes(tmp_path):
     run.jax_env, run.host_episodes = None, _fake_host_episodes
     with pytest.raises(RuntimeError, match="rollout 0: 50 episodes in a row"):
         wm.collect(run)
+
+
+# ------------------------------------------------------------ host workers that die are survived
+
+needs_gym = pytest.mark.skipif(
+    importlib.util.find_spec("gymnasium") is None, reason="worker processes need gymnasium"
+)
+
+
+def _host_run(logdir, rollouts: int) -> wm.Run:
+    """A run whose real task is `dying_gym`'s, played in 2 worker processes (8 steps each)."""
+    run = wm.Run(dataclasses.replace(CFG, rollouts=rollouts, episode_length=8), logdir)
+    run.jax_env = None
+    return run
+
+
+def _collect(run, monkeypatch, **die) -> dict:
+    """The collect stage of ``run`` on `dying_gym.make_gym` (``die``: its worker-death hook)."""
+    monkeypatch.setitem(wm_run._HOST_GYM, run.cfg.env, functools.partial(dying_gym.make_gym, **die))
+    return wm.collect(run)
+
+
+def _mtimes(directory) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in directory.glob("rollout_*.npz")}
+
+
+@needs_gym
+def test_collect_survives_a_worker_that_dies_and_equals_a_run_without(
+    tmp_path, monkeypatch, caplog
+):
+    ref = _host_run(tmp_path / "ref", 6)
+    _collect(ref, monkeypatch)
+    run = _host_run(tmp_path / "run", 6)
+    directory, ref_dir = run.logdir / "rollouts", ref.logdir / "rollouts"
+    directory.mkdir()
+    for i in (0, 5):  # written before an interruption
+        shutil.copy2(wm.rollout_path(ref_dir, i), directory)
+    before, marker = _mtimes(directory), tmp_path / "died"
+    # Rollout 3's worker segfaults at its 3rd step, once; its wave (rollouts 3 and 4) reruns.
+    seed = wm_data.attempt_seed(run, 3, 0)
+    with caplog.at_level(logging.WARNING):
+        summary = _collect(run, monkeypatch, die_seeds=(seed,), die_step=3, marker=str(marker))
+    assert marker.exists() and summary == {"collected": 4}
+    assert f"(seed {seed}) died (exit code -11 (SIGSEGV)); restarting" in caplog.text
+    assert {k: v for k, v in _mtimes(directory).items() if k in before} == before
+    for i in range(6):
+        with (
+            np.load(wm.rollout_path(directory, i)) as got,
+            np.load(wm.rollout_path(ref_dir, i)) as want,
+        ):
+            assert set(got.files) == set(want.files)
+            for k in want.files:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=f"rollout {i} {k}")
+
+
+@needs_gym
+def test_collect_names_the_episode_whose_worker_always_dies(tmp_path, monkeypatch):
+    run = _host_run(tmp_path / "run", 4)
+    directory, rng = run.logdir / "rollouts", np.random.default_rng(0)
+    for i in (0, 3):  # written before an interruption
+        ep = {"obs": rng.integers(0, 255, (6, 64, 64, 3), dtype=np.uint8), "terminated": False}
+        ep.update(action=np.zeros((6, 2), np.float32), reward=np.zeros(6, np.float32))
+        wm.save_rollout(directory, i, {**ep, "is_first": np.arange(6) == 0})
+    before, seed = _mtimes(directory), wm_data.attempt_seed(run, 2, 0)
+    monkeypatch.setattr(car_racing, "WORKER_RETRIES", 1)  # 3 in a run: each restart takes ~3 s
+    with pytest.raises(WorkerDiedError) as err:  # rollout 2's worker dies in every reset
+        _collect(run, monkeypatch, die_seeds=(seed,))
+    assert err.value.seed == seed and str(err.value).startswith(
+        f"collect: the 'point_reach' worker running episode 1 (seed {seed}) died 2 times "
+        "(exit code -11 (SIGSEGV), exit code -11 (SIGSEGV)); gave up after 1 restarts"
+    )
+    assert err.value.__notes__ == ["collect: that is rollout 2"]
+    assert _mtimes(directory) == before  # nothing written is lost
+    assert _collect(run, monkeypatch) == {"collected": 2}  # the stage resumes
+    assert {k: v for k, v in _mtimes(directory).items() if k in before} == before
 
 
 def _blank_ending_run(tmp_path, terminal_obs: str):

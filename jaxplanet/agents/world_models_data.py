@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxplanet import envs, resume, vae
 from jaxplanet.agents.world_models_run import COLLECT, MissingInputError, RandomPolicy, Run
+from jaxplanet.envs.vector import WorkerDiedError
 
 ROLLOUT_KEYS = ("obs", "action", "reward", "is_first", "terminated")
 #: Attempts per rollout index before a collect gives up on episodes that are all too short.
@@ -128,7 +129,12 @@ def _collect_host(run: Run, directory: Path, missing: list[int]) -> int:
         while attempts:
             ids = list(attempts)
             seeds = [attempt_seed(run, i, attempts[i]) for i in ids]
-            eps = run.host_episodes(seeds, RandomPolicy(run, seeds), record=True, desc="collect")
+            try:
+                eps = run.host_episodes(seeds, RandomPolicy(run, seeds), True, "collect")
+            except WorkerDiedError as err:
+                if err.seed in seeds:
+                    err.add_note(f"collect: that is rollout {ids[seeds.index(err.seed)]}")
+                raise
             for i, ep in zip(ids, eps, strict=True):
                 if ep["length"] > run.r.min_random_length:
                     save_rollout(directory, i, ep)

@@ -113,15 +113,17 @@ class Run:
         return (self.cfg.seed * 1_000_003 + stream * 100_003 + index) % 2**31
 
     def host_episodes(self, seeds: list[int], policy: Any, record: bool, desc: str) -> list:
-        """One host-env episode per seed, in `cfg.workers` processes (`vector_episodes`)."""
+        """One host-env episode per seed, in `cfg.workers` processes (`vector_episodes`: a
+        worker that dies is restarted and its episode played again with the same seed)."""
         make_gym = _HOST_GYM.get(self.cfg.env)
         if make_gym is None:
             from jaxplanet.envs import doom
 
             make_gym = doom.make_gym
         return car_racing.vector_episodes(
-            make_gym, self.options, seeds, policy, self.cfg.workers, record, self.cfg.progress, desc
-        )
+            make_gym, self.options, seeds, policy, self.cfg.workers, record, self.cfg.progress,
+            desc, name=self.cfg.env,
+        )  # fmt: skip
 
 
 class RandomPolicy:
@@ -241,6 +243,7 @@ class ControllerPolicy:
     def __init__(self, run: Run, params: Any, flats: np.ndarray, unflatten: Any, key: jax.Array):
         self.run, self.params, self.flats, self.key = run, params, flats, key
         self.unflatten, self.t = unflatten, 0
+        self._wave_t: dict[tuple[int, ...], int] = {}  # wave ids -> its first step's key index
         step = functools.partial(dream.world_model_policy_step, cfg=run.dcfg)
 
         def act(params, flats, carry, obs, key):
@@ -252,9 +255,11 @@ class ControllerPolicy:
         self._act = jax.jit(act)
 
     def start(self, ids: list[int]) -> None:
-        """Begins a wave of episodes ``ids`` (-1 for idle slots): M's state is reset."""
+        """Begins a wave of episodes ``ids`` (-1 for idle slots): M's state is reset; a wave run
+        again (after a worker died) draws V's samples from the same keys."""
         self.ids = np.maximum(np.asarray(ids), 0)
         self.carry = mdn_rnn.initial_state(self.run.dcfg.mdn, (len(ids),))
+        self.t = self._wave_t.setdefault(tuple(int(i) for i in ids), self.t)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A] (after the action map)."""

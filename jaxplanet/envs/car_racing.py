@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,9 +30,12 @@ from jaxplanet.envs.gym import resize_area
 DEFAULTS = {"action_repeat": 1, "episode_length": 1000}
 EXTRA = "pip install 'jaxplanet[worldmodels]'"
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULTS",
     "EXTRA",
+    "WORKER_RETRIES",
     "PixelHostEnv",
     "car_racing_action",
     "car_racing_frame",
@@ -211,6 +215,10 @@ def pixel_host(make_gym_fn: Callable[..., Any], name: str, seed: int = 0, **opti
     return PixelHostEnv(env, spec, seed)
 
 
+#: Times the workers are restarted for one episode whose worker died before giving up.
+WORKER_RETRIES = 3
+
+
 def vector_episodes(
     make_gym_fn: Callable[..., Any],
     options: dict[str, Any],
@@ -220,23 +228,32 @@ def vector_episodes(
     record: bool = False,
     progress: bool = True,
     desc: str = "episodes",
+    name: str | None = None,
 ) -> list[dict[str, Any]]:
     """Runs one episode per seed in `workers` processes (`jaxplanet.envs.vector.WorkerEnvs`,
     i.e. `gymnasium.vector.AsyncVectorEnv`).
 
     Episodes run in waves of `workers`; a finished env idles (it is no longer stepped) until
-    its wave ends. An error in a worker raises `jaxplanet.envs.vector.WorkerEnvError`.
+    its wave ends. An error raised in a worker raises `jaxplanet.envs.vector.WorkerEnvError`.
+    A worker that dies (a signal such as SIGSEGV, any exit) is survived: the workers are
+    started again and the wave is run again with the same seeds (``policy.start`` begins it
+    again), so the episodes equal those of a run without the death; after `WORKER_RETRIES`
+    restarts for one episode, `jaxplanet.envs.vector.WorkerDiedError` names its seed, the env
+    and the exit codes.
 
     Args:
       make_gym_fn: picklable `make_gym(**options)` of a `PixelWrapper` env.
       options: its options (action_repeat, episode_length).
       seeds: one reset seed per episode.
       policy: object with `start(episode_ids list[int])` (called per wave, ids padded with -1 for
-        idle slots) and `act(obs uint8 [W, 64, 64, 3]) -> actions f32 [W, A]`.
+        idle slots; it must begin the wave afresh, also when called again for a wave run
+        again) and `act(obs uint8 [W, 64, 64, 3]) -> actions f32 [W, A]`.
       workers: W, processes.
       record: keep frames, actions and rewards (the shared record convention of
         `jaxplanet.agents.episodes`), else only returns and lengths.
       progress: show a progress bar over episodes.
+      desc: the progress bar's and the errors' label.
+      name: the task's name in messages (default: the factory's module and name).
 
     Returns:
       One dict per seed: `return` (sum of the f32 rewards), `length`, `terminated`, and with
@@ -246,60 +263,90 @@ def vector_episodes(
     require("gymnasium", "vector rollouts")
     from tqdm.auto import tqdm
 
-    from jaxplanet.envs.vector import WorkerEnvs
+    from jaxplanet.envs.vector import WorkerDiedError, WorkerEnvs, exit_status
 
     workers = max(1, min(workers, len(seeds)))
-    name = f"{getattr(make_gym_fn, '__module__', '')}.{getattr(make_gym_fn, '__qualname__', '')}"
+    module, qualname = (getattr(make_gym_fn, k, "") for k in ("__module__", "__qualname__"))
+    name = name or f"{module}.{qualname}"
     make_fn = functools.partial(pixel_host, make_gym_fn)
-    vec = WorkerEnvs(name, workers, seeds[0] if seeds else 0, make_fn=make_fn, **options)
+    vec: WorkerEnvs | None = None
     out: list[dict[str, Any]] = []
     bar = tqdm(total=len(seeds), desc=desc, unit="episode", disable=not progress)
     try:
         for start in range(0, len(seeds), workers):
             ids = list(range(start, min(len(seeds), start + workers)))
-            pad = workers - len(ids)
-            obs = vec.reset([seeds[i] for i in ids] + [seeds[ids[-1]] + 1 + j for j in range(pad)])
-            policy.start(ids + [-1] * pad)
-            active = np.arange(workers) < len(ids)
-            eps = [
-                {
-                    "return": 0.0,
-                    "length": 0,
-                    "terminated": False,
-                    "obs": [o],
-                    "action": [],
-                    "reward": [],
-                }
-                for o in obs[: len(ids)]
-            ]
-            while active.any():
-                actions = np.asarray(policy.act(obs), np.float32)
-                obs, rewards, terms, truncs = vec.step(actions)
-                for j in np.flatnonzero(active):
-                    ep = eps[j]
-                    ep["return"] += float(rewards[j])
-                    ep["length"] += 1
-                    if record:
-                        ep["obs"].append(obs[j])
-                        ep["action"].append(actions[j])
-                        ep["reward"].append(float(rewards[j]))
-                    if terms[j] or truncs[j]:
-                        active[j] = False
-                        ep["terminated"] = bool(terms[j])
-                        bar.update(1)
-            for ep in eps:
-                if record:
-                    n, dim = ep["length"], actions.shape[-1]
-                    ep["obs"] = np.stack(ep["obs"]).astype(np.uint8)
-                    ep["action"] = np.concatenate([np.zeros((1, dim)), np.stack(ep["action"])])
-                    ep["action"] = ep["action"].astype(np.float32)
-                    ep["reward"] = np.asarray([0.0] + ep["reward"], np.float32)
-                    ep["is_first"] = np.arange(n + 1) == 0
-                else:
-                    for k in ("obs", "action", "reward"):
-                        del ep[k]
-                out.append(ep)
+            pad = [seeds[ids[-1]] + 1 + j for j in range(workers - len(ids))]  # idle envs
+            wave = [seeds[i] for i in ids] + pad
+            deaths: dict[int, list[int]] = {}  # env slot -> exit codes of its dead workers
+            while True:
+                try:
+                    if vec is None:
+                        vec = WorkerEnvs(name, workers, seeds[0], make_fn=make_fn, **options)
+                    out += _wave(vec, wave, ids, policy, record)
+                    break
+                except WorkerDiedError as err:
+                    vec = None  # closed by WorkerEnvs
+                    for j, code in err.exitcodes.items():
+                        deaths.setdefault(j, []).append(code)
+                        who = f"episode {ids[j]}" if j < len(ids) else "an idle env"
+                        who += f" (seed {wave[j]})"
+                        codes = ", ".join(exit_status(c) for c in deaths[j])
+                        if len(deaths[j]) > WORKER_RETRIES:
+                            raise WorkerDiedError(
+                                f"{desc}: the {name!r} worker running {who} died "
+                                f"{len(deaths[j])} times ({codes}); gave up after "
+                                f"{WORKER_RETRIES} restarts. Last failure: {err}",
+                                err.exitcodes,
+                                seed=wave[j],
+                            ) from err
+                        log.warning(
+                            "%s: the %r worker running %s died (%s); restarting the workers "
+                            "and running episodes %s again",
+                            desc, name, who, codes, ids,
+                        )  # fmt: skip
+            bar.update(len(ids))
     finally:
         bar.close()
-        vec.close()
+        if vec is not None:
+            vec.close()
     return out
+
+
+def _wave(
+    vec: Any, seeds: list[int], ids: list[int], policy: Any, record: bool
+) -> list[dict[str, Any]]:
+    """One wave of `vector_episodes`: env j plays the episode of ``seeds[j]``; returns the
+    episodes of the first ``len(ids)`` envs (the others idle)."""
+    obs = vec.reset(seeds)
+    policy.start(ids + [-1] * (len(seeds) - len(ids)))
+    active = np.arange(len(seeds)) < len(ids)
+    eps = [
+        {"return": 0.0, "length": 0, "terminated": False, "obs": [o], "action": [], "reward": []}
+        for o in obs[: len(ids)]
+    ]
+    while active.any():
+        actions = np.asarray(policy.act(obs), np.float32)
+        obs, rewards, terms, truncs = vec.step(actions)
+        for j in np.flatnonzero(active):
+            ep = eps[j]
+            ep["return"] += float(rewards[j])
+            ep["length"] += 1
+            if record:
+                ep["obs"].append(obs[j])
+                ep["action"].append(actions[j])
+                ep["reward"].append(float(rewards[j]))
+            if terms[j] or truncs[j]:
+                active[j] = False
+                ep["terminated"] = bool(terms[j])
+    for ep in eps:
+        if record:
+            n, dim = ep["length"], vec.spec.action_dim
+            ep["obs"] = np.stack(ep["obs"]).astype(np.uint8)
+            ep["action"] = np.concatenate([np.zeros((1, dim)), np.stack(ep["action"])])
+            ep["action"] = ep["action"].astype(np.float32)
+            ep["reward"] = np.asarray([0.0] + ep["reward"], np.float32)
+            ep["is_first"] = np.arange(n + 1) == 0
+        else:
+            for k in ("obs", "action", "reward"):
+                del ep[k]
+    return eps

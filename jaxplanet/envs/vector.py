@@ -31,9 +31,9 @@ worker uses one BLAS thread (`car_racing.single_threaded_blas`) and runs JAX on 
 (``JAX_PLATFORMS=cpu``): host simulators must not contend for threads or grab accelerator memory.
 An error in a worker (an unknown option, a GL/rendering failure, an exception in `step`) closes
 the workers and raises `WorkerEnvError` in the parent, naming the task, the env index, its
-seed and the worker's traceback; a worker that dies outright (e.g. a segfault) raises it too
-(with the exit codes) instead of hanging. `close()` ends the workers; both classes are context
-managers.
+seed and the worker's traceback; a worker that dies outright (e.g. a segfault) raises its
+subclass `WorkerDiedError` (with the exit codes) instead of hanging. `close()` ends the workers;
+both classes are context managers.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import importlib.util
 import logging
 import operator
 import os
+import signal
 import time
 import traceback
 import warnings
@@ -60,8 +61,10 @@ __all__ = [
     "BatchedEnv",
     "InProcessEnvs",
     "JaxEnvs",
+    "WorkerDiedError",
     "WorkerEnvError",
     "WorkerEnvs",
+    "exit_status",
     "host_gym_env_class",
     "make_batched",
 ]
@@ -73,6 +76,27 @@ StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 class WorkerEnvError(RuntimeError):
     """An environment failed in its worker process (or the worker died); names the env."""
+
+
+class WorkerDiedError(WorkerEnvError):
+    """A worker process died (killed by a signal such as SIGSEGV, or exited) instead of raising.
+
+    Attributes:
+      exitcodes: env index -> its worker's exit code (-N: killed by signal N).
+      seed: the episode seed whose worker died, where the raiser knows it (else None).
+    """
+
+    def __init__(self, message: str, exitcodes: Mapping[int, int], seed: int | None = None):
+        super().__init__(message)
+        self.exitcodes, self.seed = dict(exitcodes), seed
+
+
+def exit_status(code: int) -> str:
+    """'exit code 3', or 'exit code -11 (SIGSEGV)' for a process killed by a signal."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"exit code {code} ({signal.Signals(-code).name})"
+    return f"exit code {code}"
 
 
 @runtime_checkable
@@ -492,7 +516,8 @@ class WorkerEnvs(_Batched):
             )
 
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Runs ``fn(vec)``; on any failure closes the workers and raises `WorkerEnvError`."""
+        """Runs ``fn(vec)``; on any failure closes the workers and raises `WorkerEnvError`
+        (`WorkerDiedError` if a worker had died)."""
         if self._vec is None:
             raise RuntimeError(f"WorkerEnvs of {self.name!r} is closed")
         try:
@@ -503,26 +528,28 @@ class WorkerEnvs(_Batched):
         except Exception as e:  # a dead worker (EOFError), a timeout, ...
             dead = self._dead_workers()
             self._shutdown(graceful=False)
-            raise WorkerEnvError(
+            died = ", ".join(
+                f"env {i} (seed {self.seeds[i]}): {exit_status(c)}" for i, c in dead.items()
+            )
+            message = (
                 f"{what} of {self.num_envs} {self.name!r} environments (seeds {self.seeds}) "
                 f"failed: {type(e).__name__}: {e}; "
-                + (f"workers that died: {dead}" if dead else "no worker had died")
-            ) from e
+                + (f"workers that died: {died}" if dead else "no worker had died")
+            )
+            if dead:
+                raise WorkerDiedError(message, dead) from e
+            raise WorkerEnvError(message) from e
         except BaseException:  # KeyboardInterrupt: do not leave workers behind
             self._shutdown(graceful=False)
             raise
 
-    def _dead_workers(self, wait: float = 1.0) -> str:
-        """'env i (seed s): exit code c, ...' for workers that have exited (waits up to `wait`
-        seconds for one to be reaped: a pipe closes just before its process is)."""
+    def _dead_workers(self, wait: float = 1.0) -> dict[int, int]:
+        """{env index: exit code} of the workers that have exited (waits up to `wait` seconds
+        for one to be reaped: a pipe closes just before its process is)."""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and all(p.exitcode is None for p in self.processes):
             time.sleep(0.02)
-        return ", ".join(
-            f"env {i} (seed {self.seeds[i]}): exit code {p.exitcode}"
-            for i, p in enumerate(self.processes)
-            if p.exitcode is not None
-        )
+        return {i: p.exitcode for i, p in enumerate(self.processes) if p.exitcode is not None}
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
         """Resets env i with ``seeds[i]`` in parallel: obs uint8 [N, 64, 64, 3]."""
@@ -561,6 +588,10 @@ class WorkerEnvs(_Batched):
                 vec.close(terminate=not graceful)
         except Exception as e:  # e.g. a worker that died: make sure none is left
             log.warning("closing %r workers: %s: %s", self.name, type(e).__name__, e)
+            vec.closed = True  # else gymnasium's __del__ tries again (and fails) later
+            for p in self.processes:  # left running when the close failed
+                if p.is_alive():
+                    p.terminate()
         for p in self.processes:
             p.join(timeout=10)
             if p.is_alive():
