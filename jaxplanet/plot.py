@@ -10,7 +10,8 @@ Reads the ``metrics.jsonl`` that `jaxplanet.logging.Logger` writes in each run d
   them, and for the published figures of `PAPER_RETURNS` when the run's ``config.json`` names one
   of their tasks;
 * a **success** panel when rows carry ``*_success``;
-* one panel per **loss term**: every key with a ``/`` (``train/loss``, ``train/kl``, ...), and
+* one panel per **loss term**: every key with a ``/`` (``train/loss``, ``train/kl``, ...) but the
+  timings ``time/*`` (seconds per phase, which the end-of-run tables report), and
   those of stage sub-directories holding their own ``metrics.jsonl`` (World Models' ``vae/``,
   ``mdn/``, ``controller/``, whose ``step`` counts updates or generations).
 
@@ -235,7 +236,8 @@ def _keys(rows: Iterable[dict], pattern: re.Pattern | None = None, slash: bool =
         for k, v in r.items():
             if k == "step" or isinstance(v, bool | list | dict):
                 continue
-            if (pattern is not None and pattern.match(k)) or (slash and "/" in k):
+            loss_term = slash and "/" in k and not k.startswith("time/")
+            if (pattern is not None and pattern.match(k)) or loss_term:
                 seen[k] = None
     return list(seen)
 

@@ -50,9 +50,30 @@ def test_run_writes_metrics_checkpoint_video(full_run):
     assert saved["model"]["deter"] == 8
 
 
+def test_run_logs_where_its_time_went(full_run):
+    logdir, summary = full_run
+    rows = [r for r in _rows(logdir) if "train_return" in r]
+    first, last = rows[0], rows[-1]
+    assert "time/update_wall_s" not in first  # the random seed episode has no updates
+    for phase in ("update", "plan", "env", "eval", "video", "replay", "checkpoint"):
+        assert last[f"time/{phase}_wall_s"] > 0 and last[f"time/{phase}_cpu_s"] >= 0, phase
+    for phase in ("env", "replay"):  # cumulative over the run
+        walls = [r[f"time/{phase}_wall_s"] for r in rows]
+        assert walls == sorted(walls) and walls[-1] > walls[0], phase
+    shares = summary["time_shares"]
+    assert sum(s[1] for s in shares) == pytest.approx(summary["wall_seconds"], rel=1e-6)
+    assert sum(s[3] for s in shares) == pytest.approx(1.0)
+    assert {s[0] for s in shares} >= {"update", "plan", "env", "eval", "other"}
+    table = dict(agent.summary_rows(summary))
+    assert table["time went to"].startswith(shares[0][0])
+
+
 def _comparable(rows):
     """Rows without wall-clock fields, for run-to-run comparison."""
-    return [{k: v for k, v in r.items() if k != "env_steps_per_second"} for r in rows]
+    return [
+        {k: v for k, v in r.items() if k != "env_steps_per_second" and not k.startswith("time/")}
+        for r in rows
+    ]
 
 
 def assert_same_rows(resumed, straight):

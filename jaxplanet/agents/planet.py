@@ -44,6 +44,7 @@ from jaxplanet import (
     replay,
     resume,
     rssm,
+    timing,
     video,
 )
 from jaxplanet import config as config_lib
@@ -312,6 +313,7 @@ class Run:
             )
         checkpoint.claim_run_dir(self.logdir, cfg, RESUMABLE_FIELDS)
         self.ckpt = checkpoint.Checkpointer(self.logdir / "checkpoints", cfg.keep_checkpoints)
+        self.clock = timing.PhaseClock()  # this session's seconds per phase
 
     @property
     def batched(self) -> bool:
@@ -355,7 +357,8 @@ def train_and_evaluate(
       console_output: print the start banner (the progress bar follows ``cfg.progress``).
 
     Returns:
-      ``episodes``, ``env_steps``, ``grad_steps``, ``wall_seconds`` (this session), the last
+      ``episodes``, ``env_steps``, ``grad_steps``, ``wall_seconds`` (this session), ``time_shares``
+      (`timing.PhaseClock.shares`: update, plan, env, eval, video, replay, checkpoint), the last
       ``eval_return`` (with ``eval_episode``, ``eval_episodes``), ``random_return``, the last
       ``train_return`` (one episode with exploration noise) and ``logdir``. With K seeds these
       are seed 0's, ``seeds`` lists every seed's and ``eval_return_mean`` / ``_std`` (and
@@ -378,6 +381,7 @@ def train_and_evaluate(
         run.close()
     plot.try_write_learning_curves(run.logdir)
     summary["wall_seconds"] = time.perf_counter() - began
+    summary["time_shares"] = run.clock.shares(summary["wall_seconds"])
     per_seed = [_logged_returns(lane.logdir) for lane in run.lanes]
     summary.update(per_seed[0])
     if cfg.num_seeds > 1:  # seed 0's figures above; the spread over seeds here
@@ -479,6 +483,8 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("wall time", f"{console.format_duration(summary['wall_seconds'])} (this session)"),
     ]
+    if summary.get("time_shares"):
+        rows.append(("time went to", timing.format_shares(summary["time_shares"])))
     if "eval_return_mean" in summary:
         rows.append(
             (
@@ -561,16 +567,19 @@ def _watched(
     bar: console.RunProgress,
     name: str,
     steps: int,
+    clock: timing.PhaseClock | None = None,
+    phase: str = "plan",
 ) -> Callable[[np.ndarray, Any], np.ndarray]:
-    """``policy`` (one env's or a batch policy) that shows ``name i/steps`` on the bar and
-    honours Ctrl-C at every step."""
+    """``policy`` (one env's or a batch policy) that shows ``name i/steps`` on the bar,
+    honours Ctrl-C at every step and charges its time to ``clock``'s ``phase``."""
     count = [0]
 
     def watched(obs: np.ndarray, is_first: Any) -> np.ndarray:
         stop.check()
         count[0] += 1
         bar.inner(name, count[0], steps)
-        return policy(obs, is_first)
+        with clock(phase) if clock is not None else contextlib.nullcontext():
+            return policy(obs, is_first)
 
     return watched
 
@@ -652,6 +661,7 @@ def _loop(
     bar = console.RunProgress(cfg.episodes, start, "planet", enabled=cfg.progress)
     summary: dict[str, Any] = {}
     first_train = max(start, cfg.seed_episodes)  # its first update compiles
+    clock = run.clock
     act_fn = scale.make_act(cfg, action_dim, run.mesh) if run.batched else None
     try:
         for index in range(start, cfg.episodes, n_envs):
@@ -671,10 +681,11 @@ def _loop(
                     stop.check()
                     bar.inner("train", i + 1, steps)
 
-                train_state, metrics = train(
-                    fns, train_state, replay_state, key, steps, host is not None, on_update
-                )
-                metrics = jax.device_get(metrics)
+                with clock("update"):
+                    train_state, metrics = train(
+                        fns, train_state, replay_state, key, steps, host is not None, on_update
+                    )
+                    metrics = jax.device_get(metrics)
                 for k in range(len(lanes)):
                     lane_metrics = seeds.index(metrics, k) if many else metrics
                     _check_train_metrics(lane_metrics, grad_step, k if many else None)
@@ -684,35 +695,36 @@ def _loop(
                 if index == first_train:
                     bar.phase(f"collect 0/{spec.agent_steps} (compiling the planner)")
             watch = functools.partial(
-                _watched, stop=stop, bar=bar, name=name, steps=spec.agent_steps
+                _watched, stop=stop, bar=bar, name=name, steps=spec.agent_steps, clock=clock
             )
-            if run.batched:
-                collected = scale.collect_round(
-                    cfg,
-                    lanes,
-                    run.host_envs() if cfg.collect == "host" else None,
-                    act_fn,
-                    train_state.params,
-                    roots,
-                    index,
-                    random,
-                    _COLLECT,
-                    watch,
-                )
-            else:
-                if random:
-                    policy = episodes_lib.random_policy(
-                        action_dim, seed=scale.episode_seed(cfg.seed, index)
+            with clock("env"):
+                if run.batched:
+                    collected = scale.collect_round(
+                        cfg,
+                        lanes,
+                        run.host_envs() if cfg.collect == "host" else None,
+                        act_fn,
+                        train_state.params,
+                        roots,
+                        index,
+                        random,
+                        _COLLECT,
+                        watch,
                     )
                 else:
-                    key = jax.random.fold_in(jax.random.fold_in(roots, _COLLECT), index)
-                    policy = planner_policy(
-                        fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
+                    if random:
+                        policy = episodes_lib.random_policy(
+                            action_dim, seed=scale.episode_seed(cfg.seed, index)
+                        )
+                    else:
+                        key = jax.random.fold_in(jax.random.fold_in(roots, _COLLECT), index)
+                        policy = planner_policy(
+                            fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
+                        )
+                    episode = episodes_lib.run_episode(
+                        run.env, watch(policy), seed=scale.episode_seed(cfg.seed, index)
                     )
-                episode = episodes_lib.run_episode(
-                    run.env, watch(policy), seed=scale.episode_seed(cfg.seed, index)
-                )
-                collected = [[episode]]
+                    collected = [[episode]]
             seconds = time.perf_counter() - began
             round_steps = sum(e["length"] for eps in collected for e in eps) * spec.action_repeat
             grad_steps = int(np.asarray(train_state.step).reshape(-1)[0])
@@ -720,12 +732,13 @@ def _loop(
                 episode_index = index + j
                 for k, lane in enumerate(lanes):
                     episode = collected[k][j]
-                    arrays = episodes_lib.episode_arrays(episode)
-                    replay.save_episode(lane.episode_dir, arrays, episode_index)
-                    if many:
-                        replay_state = scale.add_lane(replay_state, arrays, k)
-                    else:
-                        replay_state = fns.add_episode(replay_state, arrays)
+                    with clock("replay"):
+                        arrays = episodes_lib.episode_arrays(episode)
+                        replay.save_episode(lane.episode_dir, arrays, episode_index)
+                        if many:
+                            replay_state = scale.add_lane(replay_state, arrays, k)
+                        else:
+                            replay_state = fns.add_episode(replay_state, arrays)
                     lane.returns.append(episode["return"])
                     lane.env_steps += episode["length"] * spec.action_repeat
                     row: dict[str, Any] = {"episode": episode_index + 1}
@@ -735,6 +748,7 @@ def _loop(
                             "train_return": episode["return"],
                             "grad_steps": grad_steps,
                             "env_steps_per_second": round_steps / seconds,
+                            **clock.row(),
                         }
                     )
                     if episode_index + 1 == cfg.seed_episodes:
@@ -765,12 +779,14 @@ def _loop(
                         lane.env_steps,
                         last - 1,
                         lambda p: _watched(p, stop, bar, "eval", spec.agent_steps),
+                        clock,
                     )
                     if k == 0:
                         summary.update(evaluated)
                         bar.set(eval=evaluated["eval_return"])
                 if many:
-                    plot.try_write_learning_curves(run.logdir)
+                    with clock("video"):
+                        plot.try_write_learning_curves(run.logdir)
                 evaluations += 1
             if any((i + 1) % cfg.checkpoint_every == 0 for i in range(index, last)) or (
                 last == cfg.episodes
@@ -780,9 +796,12 @@ def _loop(
                     last, lanes[0].env_steps, grad_steps, evaluations, lanes[0].logger.rows
                 )
                 steps_now = [lane.env_steps for lane in lanes] if many else None
-                run.ckpt.save(
-                    last, _run_state(train_state, roots, done, steps_now), config_lib.to_dict(cfg)
-                )
+                with clock("checkpoint"):
+                    run.ckpt.save(
+                        last,
+                        _run_state(train_state, roots, done, steps_now),
+                        config_lib.to_dict(cfg),
+                    )
             per_episode = (time.perf_counter() - began) / n_envs
             bar.episode_done(per_episode, representative=index > first_train, count=n_envs)
     except BaseException:
@@ -826,19 +845,24 @@ def evaluate(
     env_steps: int,
     index: int,
     wrap: Callable[[episodes_lib.Policy], episodes_lib.Policy] | None = None,
+    clock: timing.PhaseClock | None = None,
 ) -> dict[str, Any]:
     """Noise-free evaluation in training; logs ``eval_return`` and writes an open-loop video.
 
-    ``wrap`` decorates each episode's policy (progress display, Ctrl-C checks).
+    ``wrap`` decorates each episode's policy (progress display, Ctrl-C checks); ``clock``
+    charges the episodes to ``eval`` and the video and plot to ``video``.
     """
-    episodes = evaluate_episodes(cfg, fns, params, run.eval_env, index, wrap)
+    clock = clock or timing.PhaseClock()
+    with clock("eval"):
+        episodes = evaluate_episodes(cfg, fns, params, run.eval_env, index, wrap)
     returns = [e["return"] for e in episodes]
     row = {"eval_return": float(np.mean(returns)), "eval_episodes": len(returns)}
     run.logger.scalars(env_steps, row)
-    plot.try_write_learning_curves(run.logdir)
-    if cfg.video and episodes:
-        frames = open_loop_video(cfg, fns, params, episodes[0])
-        run.logger.video(env_steps, "eval_open_loop", frames)
+    with clock("video"):
+        plot.try_write_learning_curves(run.logdir)
+        if cfg.video and episodes:
+            frames = open_loop_video(cfg, fns, params, episodes[0])
+            run.logger.video(env_steps, "eval_open_loop", frames)
     return row
 
 
