@@ -13,7 +13,6 @@ env steps/s; each worker count uses the same episode seeds, so the work is ident
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common
+from jaxplanet import timing
 
 __all__ = ["RandomActions", "main", "run"]
 
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **common.environment(),
     }
     for workers in args.workers:
-        wall, cpu = time.perf_counter(), _cpu()
+        wall, cpu = time.perf_counter(), timing.cpu_seconds()
         eps = car_racing.vector_episodes(
             make_gym, options, seeds, RandomActions(action_dim, args.seed), workers, False, False
         )
-        wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+        wall, cpu = time.perf_counter() - wall, timing.cpu_seconds() - cpu
         steps = int(sum(ep["length"] for ep in eps)) * args.action_repeat
         record[f"w{workers}_seconds"] = wall
         record[f"w{workers}_cpu_seconds"] = cpu
@@ -83,11 +83,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     first, last = args.workers[0], args.workers[-1]
     record["speedup"] = record[f"w{first}_seconds"] / record[f"w{last}_seconds"]
     return record
-
-
-def _cpu() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from typing import Any
 
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
+from jaxplanet import timing
 from jaxplanet.agents.world_models_calibrate import calibrate, random_baseline
 from jaxplanet.agents.world_models_config import WorldModelsConfig
 from jaxplanet.agents.world_models_data import (
@@ -117,12 +118,12 @@ def train_and_evaluate(
     summary: dict[str, Any] = {}
     for name in STAGES if stage == "all" else (stage,):
         skipped = _stage_done(run, name)
-        wall, cpu = time.perf_counter(), _cpu_seconds()
+        wall, cpu = time.perf_counter(), timing.cpu_seconds()
         summary.update(_STAGE_FNS[name](run))
         if not skipped:
             times = {
                 f"time/{name}_wall_s": time.perf_counter() - wall,
-                f"time/{name}_cpu_s": _cpu_seconds() - cpu,
+                f"time/{name}_cpu_s": timing.cpu_seconds() - cpu,
             }
             with logging_lib.Logger(run.logdir) as logger:
                 logger.scalars(0, times)
@@ -158,9 +159,3 @@ def _stage_done(run: Run, name: str) -> bool:
         )
     steps = {"vae": cfg.vae_steps, "mdn": cfg.mdn_steps, "controller": cfg.generations}[name]
     return finished(run, name, steps)
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its finished child processes."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
