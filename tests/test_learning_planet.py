@@ -1,4 +1,4 @@
-"""Long learning tests of the PlaNet agent (``pytest -m slow``; about 15 minutes on 2 cores).
+"""Long learning tests of the PlaNet agent (``pytest -m slow``; about 20 minutes on 2 cores).
 
 The quick preset on point_reach must beat random from its second evaluation (episode 20) and
 end, over its last two evaluations, at >= 0.6 x the oracle controller and clearly above standing
@@ -58,10 +58,10 @@ def test_quick_preset_solves_point_reach(quick_run):
     random_return = next(r["random_return"] for r in rows if "random_return" in r)
     length = envs.make_jax("point_reach").spec.episode_length  # env steps per episode
     evals = {r["step"] // length: r["eval_return"] for r in rows if "eval_return" in r}
-    assert sorted(evals) == [10, 20, 30, 40, 50, 60], evals
+    assert sorted(evals) == [10, 20, 30, 40], evals
     oracle = oracle_return()
     still = policy_return(lambda state: jnp.zeros(2))  # standing still: ~22 (random ~11)
-    final = (evals[50] + evals[60]) / 2
+    final = (evals[30] + evals[40]) / 2  # seed 0 measured: (34.6 + 90.0) / 2
     assert evals[20] > random_return, (evals, random_return)
     assert final >= 0.6 * oracle, (evals, oracle)
     assert final > 2.0 * still and final > 3.0 * random_return, (evals, still, random_return)
