@@ -34,6 +34,7 @@ __all__ = [
     "init",
     "map_action",
     "num_params",
+    "require_cma_es",
     "take_cover_action",
 ]
 
@@ -96,6 +97,20 @@ def map_action(kind: ActionMap, a: jax.Array) -> jax.Array:
     raise ValueError(f"unknown action map {kind!r}; expected 'continuous' or 'take_cover'")
 
 
+def require_cma_es() -> type:
+    """evosax's `CMA_ES` class.
+
+    Raises:
+      ImportError: evosax is missing (it ships with the `worldmodels` extra); one line naming
+        the install command.
+    """
+    try:
+        from evosax.algorithms import CMA_ES
+    except ImportError as err:
+        raise ImportError("CMA-ES needs evosax: pip install 'jaxplanet[worldmodels]'") from err
+    return CMA_ES
+
+
 def flatten(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
     """(flat f32 [P], unflatten) via `jax.flatten_util.ravel_pytree`."""
     return ravel_pytree(params)
@@ -126,12 +141,8 @@ class Evolution(NamedTuple):
         Raises:
           ImportError: evosax is missing (it ships with the `worldmodels` extra).
         """
-        try:
-            from evosax.algorithms import CMA_ES
-        except ImportError as err:
-            raise ImportError("CMA-ES needs evosax: pip install 'jaxplanet[worldmodels]'") from err
         flat, unflatten = ravel_pytree(template)
-        strategy = CMA_ES(population_size=population, solution=flat)
+        strategy = require_cma_es()(population_size=population, solution=flat)
         es_params = strategy.default_params.replace(std_init=jnp.asarray(sigma, jnp.float32))
         return Evolution(strategy, es_params, unflatten, flat)
 

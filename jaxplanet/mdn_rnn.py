@@ -55,6 +55,10 @@ LOG_STD_MIN, LOG_STD_MAX = -10.0, 10.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class MDNConfig:
     """M's architecture, heads and optimiser (paper defaults).
@@ -79,20 +83,30 @@ class MDNConfig:
         learned bias at 1.0 gives the same function and the same gradients at every step.
     """
 
-    z_dim: int = 32
-    hidden: int = 256
-    mixtures: int = 5
-    done_head: bool = False
-    reward_head: bool = False
-    done_pos_weight: float = 10.0
-    done_scale: float = 1.0
-    reward_scale: float = 1.0
-    lr: float = 1e-3
-    grad_clip: float = 1.0
-    grad_clip_mode: Literal["norm", "value"] = "norm"
-    lr_decay: float = 1.0
-    min_lr: float = 0.0
-    forget_bias: float = 0.0
+    z_dim: int = _field(32, "latent size Z, as V's (a World Models run sets it from --z_dim)")
+    hidden: int = _field(256, "LSTM units (in a World Models run 0 = the task's: 256, Doom 512)")
+    mixtures: int = _field(5, "Gaussians per latent dim K")
+    done_head: bool = _field(False, "predict done_{t+1} (a World Models run: the task decides)")
+    reward_head: bool = _field(False, "predict r_{t+1} (a World Models run: the task decides)")
+    done_pos_weight: float = _field(
+        10.0, "weight of positive done targets in the cross entropy (authors: 10)"
+    )
+    done_scale: float = _field(1.0, "weight of the done term in M's loss")
+    reward_scale: float = _field(1.0, "weight of the reward term in M's loss")
+    lr: float = _field(1e-3, "Adam learning rate (the start of the lr_decay schedule)")
+    grad_clip: float = _field(1.0, "gradient clip threshold (see grad_clip_mode)")
+    grad_clip_mode: Literal["norm", "value"] = _field(
+        "norm", "norm: clip the global gradient norm; value: clip each entry (the authors')"
+    )
+    lr_decay: float = _field(
+        1.0,
+        "lr of update n = (lr - min_lr) * lr_decay^n + min_lr; 1 = constant (in a World Models "
+        "run 0 = the task's schedule, min_lr included)",
+    )
+    min_lr: float = _field(0.0, "the learning rate lr_decay decays towards")
+    forget_bias: float = _field(
+        0.0, "initial bias of the LSTM forget gate (1.0: as TF's LayerNormBasicLSTMCell)"
+    )
 
 
 class MDNOutput(NamedTuple):

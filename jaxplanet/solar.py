@@ -69,28 +69,42 @@ __all__ = [
 ]
 
 
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """SOLAR model hyperparameters (defaults: the released reacher configuration)."""
 
-    latent: int = 10
-    channels: tuple[int, ...] = (64, 32, 8)
-    hidden: int = 256
-    dynamics: Literal["global", "time_varying"] = "time_varying"
-    variant: Literal["solar", "vae"] = "solar"
-    prior_scale: float = 2.0
-    min_potential_var: float = 1e-3
-    lr: float = 1e-3
-    grad_clip: float = 5.0
-    svi_step: float = 0.1
-    conv_impl: str = "auto"
+    latent: int = _field(10, "latent state size n")
+    channels: tuple[int, ...] = _field(
+        (64, 32, 8), "channels of the 3 encoder convs (the decoder mirrors them)"
+    )
+    hidden: int = _field(256, "units of the encoder's and decoder's dense layer")
+    dynamics: Literal["global", "time_varying"] = _field(
+        "time_varying", "q(F, Sigma): one for the whole rollout, or one per time step"
+    )
+    variant: Literal["solar", "vae"] = _field(
+        "solar", "solar: Kalman-smoothed posterior; vae: the paper's per-frame VAE ablation"
+    )
+    prior_scale: float = _field(2.0, "MNIW prior: inverse-Wishart scale Psi = prior_scale * I")
+    min_potential_var: float = _field(1e-3, "floor of the encoder potentials' variance")
+    lr: float = _field(1e-3, "Adam learning rate of encoder, decoder and cost")
+    grad_clip: float = _field(5.0, "global gradient-norm clip")
+    svi_step: float = _field(0.1, "natural-gradient SVI step size rho of q(F, Sigma), in (0, 1]")
+    conv_impl: str = _field("auto", "conv implementation (auto: fast on CPU, XLA elsewhere)")
     # Not in the paper: a per-pixel decoder output bias set to the mean pretraining frame (opt-in;
     # `init_canvas`), so a small CPU budget is not spent learning the static background.
-    canvas: bool = False
+    canvas: bool = _field(
+        False, "decoder output bias starting at the mean pretraining frame (not in the paper)"
+    )
     # Not in the paper: "spatial_softmax" replaces the conv encoder by small convs, a spatial
     # soft-argmax per channel and a linear map to the potential mean (Finn et al. 2016, deep
     # spatial autoencoders; `SpatialSoftmaxEncoder`), so the mean is affine in where things are.
-    encoder: Literal["conv", "spatial_softmax"] = "conv"
+    encoder: Literal["conv", "spatial_softmax"] = _field(
+        "conv", "conv: the paper's; spatial_softmax: feature points (not in the paper)"
+    )
 
 
 _KERNELS, _STRIDES, _DECONV_KERNELS = (7, 5, 3), (1, 2, 2), (3, 6, 7)

@@ -44,6 +44,10 @@ __all__ = [
 IMAGE_SHAPE = (64, 64, 3)
 
 
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
     """V's architecture and optimiser (paper defaults for CarRacing).
@@ -61,12 +65,14 @@ class VAEConfig:
       conv_impl: conv implementation ("auto": the fast custom-VJP convs on CPU, XLA elsewhere).
     """
 
-    z_dim: int = 32
-    depth: int = 32
-    kl_tolerance: float = 0.5
-    lr: float = 1e-4
-    grad_clip: float = 1000.0
-    conv_impl: str = "auto"
+    z_dim: int = _field(32, "latent size Z (a World Models run sets it from --z_dim)")
+    depth: int = _field(32, "conv channel multiplier (32: 32/64/128/256 channels)")
+    kl_tolerance: float = _field(
+        0.5, "KL free bits per latent dim: the per-frame KL is floored at kl_tolerance * Z"
+    )
+    lr: float = _field(1e-4, "Adam learning rate")
+    grad_clip: float = _field(1000.0, "global gradient-norm clip")
+    conv_impl: str = _field("auto", "conv implementation (auto: fast on CPU, XLA elsewhere)")
 
 
 class VAE(nn.Module):

@@ -1,7 +1,9 @@
 """Smoke tests of the benchmarks at a tiny size: JSON fields exist and are sane."""
 
+import io
 import json
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -78,11 +80,52 @@ def test_time_fn_and_ratio_fields():
     assert fields["seconds_median"] == 1.0 and fields["fraction_of_peak"] == pytest.approx(1.0)
 
 
-def test_cpu_monitor_reports_a_share():
+def _fake_proc(monkeypatch, machine: list[str], own: list[int]) -> None:
+    """``open`` in benchmarks.common serves these /proc/stat first lines and this process's
+    utime + stime (ticks), one of each per `CpuMonitor` reading."""
+    machine_lines, own_ticks = iter(machine), iter(own)
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/stat":
+            return io.StringIO(next(machine_lines))
+        assert path == "/proc/self/stat", path
+        utime = next(own_ticks) - 5  # stime 5; a command name with ") " must not confuse it
+        return io.StringIO(f"42 (a) b) R 1 42 42 0 -1 0 0 0 0 0 {utime} 5 0 0 20 0 1 0\n")
+
+    monkeypatch.setattr(common, "open", fake_open, raising=False)
+
+
+def test_cpu_monitor_counts_only_other_processes(monkeypatch):
+    # Busy = all ticks but idle (4th) and iowait (5th): 200 of 1000, then 700 of 2000. This
+    # process used 200 of the 500 busy ticks in between: others used 300 of 1000.
+    machine = ["cpu  100 0 100 700 100 0 0 0\n", "cpu  400 0 300 1100 200 0 0 0\n"]
+    _fake_proc(monkeypatch, machine, own=[10, 210])
     monitor = common.CpuMonitor()
     monitor.start()
+    assert monitor.stop() == pytest.approx(0.3)
+    # This process alone kept the machine busy: nobody else ran (never a negative share).
+    _fake_proc(monkeypatch, machine, own=[10, 600])
+    monitor.start()
+    assert monitor.stop() == 0.0
+
+
+def test_cpu_monitor_without_proc_reports_none(monkeypatch):
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(common, "open", no_proc, raising=False)
+    monitor = common.CpuMonitor()
+    monitor.start()
+    assert monitor.stop() is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc")
+def test_cpu_monitor_reads_this_machine():
+    monitor = common.CpuMonitor()
+    monitor.start()
+    sum(i * i for i in range(200_000))  # some ticks of this process's own
     share = monitor.stop()
-    assert share is None or 0.0 <= share <= 1.0
+    assert share is not None and 0.0 <= share <= 1.0
 
 
 def test_planning_main_tiny(tmp_path):

@@ -1,10 +1,13 @@
 """Console scripts: the `jaxplanet` dispatcher, and the installed entry points of a plain wheel."""
 
+import argparse
+import importlib
 import os
 import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,46 @@ def test_dispatcher_lists_commands_and_refuses_unknown(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "usage: jaxplanet plot" in text and "(default: None)" not in text
+
+
+def _project_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@pytest.mark.parametrize("system", ["planet", "world_models", "solar", "plot"])
+def test_version_flag_prints_the_package_version(capsys, system):
+    import jaxplanet
+
+    assert jaxplanet.__version__ == _project_version()  # one version, wherever it is read
+    module = importlib.import_module(f"jaxplanet.cli.{system}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"jaxplanet {_project_version()}\n"
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"jaxplanet {_project_version()}\n"
+
+
+@pytest.mark.parametrize("system, least", [("world_models", 50), ("solar", 50)])
+def test_every_flag_has_a_description(monkeypatch, system, least):
+    """As for PlaNet (test_experiments_planet.py): every flag, config fields included, says what
+    it does beyond its default."""
+    actions: list[argparse.Action] = []
+    original = argparse.ArgumentParser.parse_args
+
+    def capture(self, *args, **kwargs):
+        actions.extend(a for a in self._actions if a.option_strings)
+        return original(self, [])
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    importlib.import_module(f"jaxplanet.cli.{system}").parse_args([])
+    assert len(actions) >= least
+    missing = [
+        a.option_strings[0]
+        for a in actions
+        if len((a.help or "").split(" (default")[0].strip()) <= 8
+    ]
+    assert missing == [], f"flags without a description: {missing}"
 
 
 def test_console_scripts_run_from_a_non_editable_install(tmp_path):
@@ -115,6 +158,15 @@ def test_console_scripts_run_from_a_non_editable_install(tmp_path):
         )
         assert result.returncode == 0, (script, result.stderr[-2000:])
         assert usage in result.stdout
+        result = subprocess.run(
+            [str(venv / "bin" / script), "--version"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (result.returncode, result.stdout) == (0, f"jaxplanet {_project_version()}\n")
 
 
 @pytest.mark.parametrize("system", ["planet", "solar", "world_models"])

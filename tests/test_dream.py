@@ -136,13 +136,29 @@ def test_rollouts_after_done_accrue_nothing(params):
 
 
 def test_world_model_agent_on_point_reach(params):
-    env = point_reach.make(episode_length=20)
+    # 12 env steps at action repeat 2: the episode ends after 6 of the 10 agent steps run.
+    env = point_reach.make(episode_length=12)
     ctrl = controllers.init(KEY(0), 4, 8, 2, scale=0.3)
     run = jax.jit(lambda k: dream.jax_env_returns(env, params, CFG, ctrl, k, steps=10))
-    ret, frames = run(KEY(1))
+    key = jax.random.key(1)  # threefry: the same streams in the scan as stepped by hand
+    ret, frames = run(key)
     assert ret.shape == () and frames.shape == (11, 64, 64, 3) and frames.dtype == jnp.uint8
-    ret2, _ = run(KEY(1))
-    assert float(ret) == float(ret2) and float(ret) > 0.0
+    ret2, _ = run(key)
+    assert float(ret) == float(ret2)
+    # Reference: the agent stepped by hand, rewards summed until the episode ends.
+    k_reset, k_run = jax.random.split(key)
+    state, obs = env.reset(k_reset)
+    carry, done, total, after_done = mdn_rnn.initial_state(MCFG), False, 0.0, 0.0
+    policy, step = jax.jit(dream.world_model_policy_step, static_argnums=1), jax.jit(env.step)
+    for t, k in enumerate(jax.random.split(k_run, 10)):
+        action, carry, _ = policy(params, CFG, ctrl, carry, obs, k)
+        state, obs, reward, d = step(state, action)
+        after_done += float(reward) if done else 0.0
+        total += 0.0 if done else float(reward)
+        done = done or bool(d)
+        np.testing.assert_array_equal(frames[t + 1], obs)
+    assert done and after_done > 0.0  # the steps after the end would have counted otherwise
+    np.testing.assert_allclose(float(ret), total, rtol=1e-4, atol=1e-4)
     carry = mdn_rnn.initial_state(MCFG, (3,))
     obs = jnp.zeros((3, 64, 64, 3), jnp.uint8)
     action, carry, z = dream.world_model_policy_step(params, CFG, ctrl, carry, obs)

@@ -72,7 +72,7 @@ def test_help_documents_every_field(capsys):
     # Grouped by section, quick/tiny values beside the paper default, examples at the end.
     for title in ("collection and training:", "model (--model.*):", "planner (--planner.*):"):
         assert title in text
-    assert "(default: 1000; quick 60, tiny 4)" in " ".join(text.split())
+    assert "(default: 1000; quick 40, tiny 4)" in " ".join(text.split())
     assert "examples:" in text and "--preset=quick" in text
 
 

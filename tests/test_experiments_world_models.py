@@ -1,5 +1,6 @@
 """The World Models command line: the tiny preset end to end, clear errors without tracebacks."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +12,10 @@ from experiments import world_models as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
+needs_evosax = pytest.mark.skipif(
+    importlib.util.find_spec("evosax") is None,
+    reason="CMA-ES comes from evosax (extra 'worldmodels')",
+)
 
 
 def _run(*args):
@@ -24,6 +28,7 @@ def _run(*args):
     )
 
 
+@needs_evosax
 def test_tiny_preset_runs_every_stage_through_the_cli(tmp_path, capsys):
     """In-process (it shares compiled functions with the agent tests; `--help` and the module
     entry point run as subprocesses elsewhere in this file)."""
@@ -72,6 +77,34 @@ def test_bad_flags_name_the_flag(tmp_path, capsys, flag, message):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("{}")
+    assert cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={afile}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --logdir: {afile} is a file, not a run directory\n"
+    assert cli.main(["--preset=tiny", f"--logdir={afile / 'sub' / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --logdir: {afile} is a file, so {afile / 'sub' / 'run'} cannot be made\n"
+    assert afile.read_text() == "{}"
+
+
+def test_missing_evosax_is_refused_before_any_stage_runs(tmp_path, capsys, monkeypatch):
+    """Without evosax (simulated: its import fails) a run that reaches the controller stage is
+    refused at the start, in one line naming the extra; stages that do not need it still run."""
+    monkeypatch.setitem(sys.modules, "evosax", None)
+    monkeypatch.setitem(sys.modules, "evosax.algorithms", None)
+    logdir = tmp_path / "run"
+    assert cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={logdir}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("error: ")
+    assert "pip install 'jaxplanet[worldmodels]'" in captured.err
+    assert "collect:" not in captured.out and not (logdir / "rollouts").exists()
+    # A stage that needs no CMA-ES is not refused for it (here: the missing-input error).
+    code = cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={logdir}", "--stage=vae"])
+    assert code == 2 and "run --stage=collect first" in capsys.readouterr().err
 
 
 def test_bad_stage_is_refused_by_the_parser(capsys):

@@ -1,8 +1,9 @@
 """The code base stays ruff clean (settings in pyproject.toml)."""
 
+import re
 import shutil
 import subprocess
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -31,4 +32,13 @@ def test_library_never_imports_experiments_or_reads_flags():
         if "sys.argv" in text and not entry_point:
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == [], offenders
-    assert sys.version_info >= (3, 11)
+
+
+def test_ruff_targets_the_oldest_supported_python():
+    """ruff's pyupgrade rules (UP) rewrite code for its `target-version`: it must be the oldest
+    Python that `requires-python` admits, or they could bring in syntax that Python lacks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requires = project["project"]["requires-python"]
+    oldest = re.fullmatch(r">=\s*3\.(\d+)", requires)
+    assert oldest, f"requires-python {requires!r}: expected '>=3.N'"
+    assert project["tool"]["ruff"]["target-version"] == f"py3{oldest.group(1)}"

@@ -36,8 +36,8 @@ import warnings
 from typing import Any
 
 from jaxplanet import config as config_lib
+from jaxplanet import controllers, timing
 from jaxplanet import logging as logging_lib
-from jaxplanet import timing
 from jaxplanet.agents.world_models_calibrate import calibrate, random_baseline
 from jaxplanet.agents.world_models_config import WorldModelsConfig
 from jaxplanet.agents.world_models_data import (
@@ -100,6 +100,9 @@ _STAGE_FNS = {
     "evaluate": evaluate,
 }
 
+#: Stages that need CMA-ES (evosax, an optional extra): C's evolution and its parameter layout.
+_CMA_ES_STAGES = ("controller", "evaluate")
+
 
 def train_and_evaluate(
     cfg: WorldModelsConfig, logdir: str | os.PathLike, stage: str = "all"
@@ -110,13 +113,18 @@ def train_and_evaluate(
       config.ConfigError: a bad config value or stage name.
       MissingInputError: `stage` needs the artifact of an earlier stage (named in the message).
       checkpoint.ConfigMismatchError: `logdir` holds a run with a different config.
-      ImportError: a host task's optional package is missing (names the `worldmodels` extra).
+      ImportError: an optional package is missing (names the `worldmodels` extra): a host
+        task's, or evosax when the controller or evaluate stage is to run (checked before
+        any stage runs).
     """
     if stage != "all" and stage not in STAGES:
         raise config_lib.ConfigError(f"--stage: expected all or one of {', '.join(STAGES)}")
     run = Run(cfg, logdir)
+    names = STAGES if stage == "all" else (stage,)
+    if any(n in _CMA_ES_STAGES and not _stage_done(run, n) for n in names):
+        controllers.require_cma_es()  # fail now, not after the hours of the stages before
     summary: dict[str, Any] = {}
-    for name in STAGES if stage == "all" else (stage,):
+    for name in names:
         skipped = _stage_done(run, name)
         wall, cpu = time.perf_counter(), timing.cpu_seconds()
         summary.update(_STAGE_FNS[name](run))

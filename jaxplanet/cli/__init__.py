@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import sys
 import typing
@@ -101,6 +102,28 @@ SYSTEMS = {
 }
 
 
+def version() -> str:
+    """The installed jaxplanet's version (the package's ``__version__`` when not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxplanet")
+    except metadata.PackageNotFoundError:
+        import jaxplanet
+
+        return jaxplanet.__version__
+
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    """``--version``: prints ``jaxplanet <version>`` and exits 0."""
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"jaxplanet {version()}",
+        help="print the jaxplanet version and exit",
+    )
+
+
 def add_run_flags(
     parser: argparse.ArgumentParser,
     presets: Sequence[str],
@@ -108,9 +131,10 @@ def add_run_flags(
     logdir_default: str,
     mode: bool = True,
 ) -> None:
-    """The flags every command shares: ``--env``, ``--preset`` (default: paper, or the saved
-    config of the run in ``--logdir``), ``--logdir``, ``--seed`` and, with ``mode``, ``--mode``
-    (train or eval) and ``--list_envs``."""
+    """The flags every command shares: ``--version``, ``--env``, ``--preset`` (default: paper,
+    or the saved config of the run in ``--logdir``), ``--logdir``, ``--seed`` and, with
+    ``mode``, ``--mode`` (train or eval) and ``--list_envs``."""
+    add_version_flag(parser)
     parser.add_argument("--env", default=None, help=env_help)
     parser.add_argument(
         "--preset",
@@ -130,6 +154,20 @@ def add_run_flags(
         parser.add_argument(
             "--list_envs", action="store_true", help="print the valid task names and exit"
         )
+
+
+def check_logdir(logdir: str) -> None:
+    """Refuses (`config.ConfigError`) a ``--logdir`` that is a file or lies under a file."""
+    from jaxplanet import config as config_lib
+
+    path = os.path.abspath(logdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise config_lib.ConfigError(f"--logdir: {logdir} is a file, not a run directory")
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise config_lib.ConfigError(f"--logdir: {parent} is a file, so {logdir} cannot be made")
 
 
 def config_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
@@ -208,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import importlib
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        print(f"jaxplanet {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SYSTEMS:
         known = ", ".join(SYSTEMS)
         if argv and argv[0] not in ("-h", "--help"):
@@ -223,10 +264,13 @@ __all__ = [
     "Parser",
     "SYSTEMS",
     "add_run_flags",
+    "add_version_flag",
     "base_config",
+    "check_logdir",
     "config_overrides",
     "field_flags",
     "main",
     "run_command",
     "summary_line",
+    "version",
 ]

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from jaxplanet import cli
+from jaxplanet.cli import check_logdir
 
 __all__ = ["EXAMPLES", "SECTIONS", "check_logdir", "main", "parse_args"]
 
@@ -100,20 +101,6 @@ def parse_args(
     return args, cli.config_overrides(args, names)
 
 
-def check_logdir(logdir: str) -> None:
-    """Refuse a --logdir that is a file or lies under a file, naming it."""
-    from jaxplanet import config as config_lib
-
-    path = os.path.abspath(logdir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise config_lib.ConfigError(f"--logdir: {logdir} is a file, not a run directory")
-    parent = os.path.dirname(path)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise config_lib.ConfigError(f"--logdir: {parent} is a file, so {logdir} cannot be made")
-
-
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> int:
     """Runs the command line; returns the exit status (0 ok, 2 bad input, 3 NaN, 130 Ctrl-C)."""
     args, overrides = parse_args(argv, prog)
@@ -126,13 +113,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> i
         return 0
 
     def run() -> None:
+        if args.logdir:
+            check_logdir(args.logdir)
         if args.mode == "eval":
             if not args.logdir:
                 raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             print(cli.summary_line(planet.evaluate_run(args.logdir, overrides)))
             return
-        if args.logdir:
-            check_logdir(args.logdir)
         base, preset = cli.base_config(
             planet_config.PlanetConfig, planet_config.preset, args.logdir, args.preset
         )

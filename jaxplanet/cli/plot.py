@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-plot") -> int
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    cli.add_version_flag(parser)
     parser.add_argument(
         "--logdir", nargs="+", required=True, help="run directories (several: mean ± std)"
     )

@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> in
         return 0
 
     def run() -> None:
+        if args.logdir:
+            cli.check_logdir(args.logdir)
         if args.mode == "eval":
             if not args.logdir:
                 raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")

@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models"
     from jaxplanet.agents import world_models, world_models_config
 
     def run() -> None:
+        if args.logdir:
+            cli.check_logdir(args.logdir)
         base, preset = cli.base_config(
             world_models_config.WorldModelsConfig,
             world_models_config.preset,
