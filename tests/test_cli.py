@@ -148,25 +148,20 @@ def test_console_scripts_run_from_a_non_editable_install(tmp_path):
         ("jaxplanet-solar", "usage: jaxplanet-solar"),
         ("jaxplanet-world-models", "usage: jaxplanet-world-models"),
     ]:
-        result = subprocess.run(
-            [str(venv / "bin" / script), "--help"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        help_, version = (
+            subprocess.run(
+                [str(venv / "bin" / script), flag],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for flag in ("--help", "--version")
         )
-        assert result.returncode == 0, (script, result.stderr[-2000:])
-        assert usage in result.stdout
-        result = subprocess.run(
-            [str(venv / "bin" / script), "--version"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert (result.returncode, result.stdout) == (0, f"jaxplanet {_project_version()}\n")
+        assert help_.returncode == 0, (script, help_.stderr[-2000:])
+        assert usage in help_.stdout
+        assert (version.returncode, version.stdout) == (0, f"jaxplanet {_project_version()}\n")
 
 
 @pytest.mark.parametrize("system", ["planet", "solar", "world_models"])
@@ -213,3 +208,25 @@ def test_run_command_maps_errors_to_exit_statuses(capsys):
     assert cli.run_command(raising(FloatingPointError("loss at step 3"))) == 3
     assert cli.run_command(raising(console.StopRequested())) == console.INTERRUPT_EXIT
     assert "resumes from its last checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "module, args, modes",
+    [
+        ("experiments.solar", ["--preset=tiny"], ("train", "eval")),
+        ("experiments.world_models", ["--env=point_reach", "--preset=tiny"], (None,)),
+    ],
+)
+def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys, module, args, modes):
+    main = importlib.import_module(module).main
+    afile = tmp_path / "afile"
+    afile.write_text("{}")
+    for mode in modes:
+        mode_flag = [f"--mode={mode}"] if mode else []
+        assert main([*args, *mode_flag, f"--logdir={afile}"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --logdir: {afile} is a file, not a run directory\n"
+    assert main([*args, f"--logdir={afile / 'sub' / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --logdir: {afile} is a file, so {afile / 'sub' / 'run'} cannot be made\n"
+    assert afile.read_text() == "{}"

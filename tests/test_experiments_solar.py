@@ -28,19 +28,6 @@ def test_bad_flags_name_the_flag(capsys, flag, message):
     assert message in capsys.readouterr().err
 
 
-def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("{}")
-    for mode in ("train", "eval"):
-        assert cli.main(["--preset=tiny", f"--mode={mode}", f"--logdir={afile}"]) == 2
-        err = capsys.readouterr().err
-        assert err == f"error: --logdir: {afile} is a file, not a run directory\n"
-    assert cli.main(["--preset=tiny", f"--logdir={afile / 'sub' / 'run'}"]) == 2
-    err = capsys.readouterr().err
-    assert err == f"error: --logdir: {afile} is a file, so {afile / 'sub' / 'run'} cannot be made\n"
-    assert afile.read_text() == "{}"
-
-
 def test_tiny_nav2d_train_then_eval_mode(tmp_path, capsys):
     """The entry point in-process (same compiled functions as the agent tests): a tiny run,
     then --mode=eval on its newest checkpoint writes eval/metrics.jsonl and videos."""

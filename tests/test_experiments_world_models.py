@@ -79,18 +79,6 @@ def test_bad_flags_name_the_flag(tmp_path, capsys, flag, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("{}")
-    assert cli.main(["--env=point_reach", "--preset=tiny", f"--logdir={afile}"]) == 2
-    err = capsys.readouterr().err
-    assert err == f"error: --logdir: {afile} is a file, not a run directory\n"
-    assert cli.main(["--preset=tiny", f"--logdir={afile / 'sub' / 'run'}"]) == 2
-    err = capsys.readouterr().err
-    assert err == f"error: --logdir: {afile} is a file, so {afile / 'sub' / 'run'} cannot be made\n"
-    assert afile.read_text() == "{}"
-
-
 def test_missing_evosax_is_refused_before_any_stage_runs(tmp_path, capsys, monkeypatch):
     """Without evosax (simulated: its import fails) a run that reaches the controller stage is
     refused at the start, in one line naming the extra; stages that do not need it still run."""
