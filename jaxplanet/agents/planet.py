@@ -695,7 +695,13 @@ def _loop(
                 if index == first_train:
                     bar.phase(f"collect 0/{spec.agent_steps} (compiling the planner)")
             watch = functools.partial(
-                _watched, stop=stop, bar=bar, name=name, steps=spec.agent_steps, clock=clock
+                _watched,
+                stop=stop,
+                bar=bar,
+                name=name,
+                steps=spec.agent_steps,
+                clock=clock,
+                phase="env" if random else "plan",  # random actions are not planning
             )
             with clock("env"):
                 if run.batched:
