@@ -40,6 +40,7 @@ __all__ = [
     "controller_action",
     "done_probability",
     "dream_env",
+    "exploring_policy_step",
     "generation_returns",
     "jax_env_returns",
     "open_loop_returns",
@@ -300,11 +301,41 @@ def world_model_policy_step(
     Returns:
       (action f32 [..., A] after the action map, new carry, z f32 [..., Z]).
     """
+    action, _, carry, z = _agent_step(params, cfg, ctrl, carry, obs, key)
+    return action, carry, z
+
+
+def exploring_policy_step(
+    params: Any,
+    cfg: DreamConfig,
+    ctrl: Any,
+    carry: Any,
+    obs: jax.Array,
+    key: jax.Array,
+    noise: float | jax.Array,
+) -> tuple[jax.Array, Any]:
+    """The agent collecting M's data (iterative training): C's output plus N(0, noise^2).
+
+    Returns:
+      (the action M reads f32 [..., A]: clipped to [-1, 1], after the action map unless
+      ``cfg.m_action == "raw"`` (a host env applies its map itself), M's new carry).
+    """
+    k_z, k_noise = jax.random.split(key)
+    _, m_in, carry, _ = _agent_step(params, cfg, ctrl, carry, obs, k_z, (k_noise, noise))
+    return m_in, carry
+
+
+def _agent_step(params, cfg, ctrl, carry, obs, key, noise=None):
+    """V encodes (z sampled with a key, else its mean), C acts (plus noise: (key, std)), M reads
+    (z, a). Returns (mapped action, the action M reads, new carry, z)."""
     mean, std = vae.encode(params["vae"], cfg.vae, obs)
     z = mean if key is None else mean + std * jax.random.normal(key, mean.shape)
-    action, m_in = _m_action(cfg, controller_action(ctrl, cfg, z, carry))
+    action = controller_action(ctrl, cfg, z, carry)
+    if noise is not None:
+        action = action + noise[1] * jax.random.normal(noise[0], action.shape)
+    mapped, m_in = _m_action(cfg, action)
     carry, _ = mdn_rnn.step(params["mdn"], cfg.mdn, carry, z, m_in)
-    return action, carry, z
+    return mapped, m_in, carry, z
 
 
 def jax_env_returns(

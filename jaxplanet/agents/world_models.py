@@ -1,4 +1,6 @@
-"""World Models pipeline (Ha & Schmidhuber 2018): collect -> V -> M -> calibrate -> C -> evaluate.
+"""World Models pipeline (Ha & Schmidhuber 2018): collect -> V -> M -> calibrate -> C -> iterate
+-> evaluate (iterate: the paper's iterative training, rounds of C-collected data, M and C again;
+nothing with the default ``iterations=1``).
 
 `train_and_evaluate(config, logdir, stage)` runs one stage or all of them. Every stage is
 resumable and skipped when its artifact exists; a stage run before its inputs exist raises
@@ -25,7 +27,7 @@ Each stage's wall and CPU seconds land in ``metrics.jsonl`` (``time/<stage>_wall
 importable from here: `world_models_run` (the run, its policies, stage helpers),
 `world_models_data` (rollout files, collect, z-sequences), `world_models_train` (V and M),
 `world_models_calibrate` (the dream calibration, the random baseline), `world_models_evolve` (C
-by CMA-ES, evaluation, video).
+by CMA-ES, evaluation, video), `world_models_iterate` (the rounds of iterative training).
 """
 
 from __future__ import annotations
@@ -59,10 +61,11 @@ from jaxplanet.agents.world_models_evolve import (
     real_returns,
     train_controller,
 )
+from jaxplanet.agents.world_models_iterate import iterate, iterated
 from jaxplanet.agents.world_models_run import MissingInputError, Run, finished
 from jaxplanet.agents.world_models_train import train_mdn, train_vae, world_model_params
 
-STAGES = ("collect", "vae", "mdn", "calibrate", "controller", "evaluate")
+STAGES = ("collect", "vae", "mdn", "calibrate", "controller", "iterate", "evaluate")
 
 __all__ = [
     "STAGES",
@@ -74,6 +77,7 @@ __all__ = [
     "controller_choice",
     "evaluate",
     "final_controller",
+    "iterate",
     "load_rollouts",
     "make_series",
     "random_baseline",
@@ -97,11 +101,12 @@ _STAGE_FNS = {
     "mdn": train_mdn,
     "calibrate": calibrate,
     "controller": train_controller,
+    "iterate": iterate,
     "evaluate": evaluate,
 }
 
 #: Stages that need CMA-ES (evosax, an optional extra): C's evolution and its parameter layout.
-_CMA_ES_STAGES = ("controller", "evaluate")
+_CMA_ES_STAGES = ("controller", "iterate", "evaluate")
 
 
 def train_and_evaluate(
@@ -161,6 +166,8 @@ def _stage_done(run: Run, name: str) -> bool:
     cfg = run.cfg
     if name == "collect":
         return collected(run)
+    if name == "iterate":
+        return iterated(run)
     if name in ("calibrate", "evaluate"):
         return (run.logdir / f"{name}.json").exists() or (
             name == "calibrate" and not cfg.calibrate_episodes

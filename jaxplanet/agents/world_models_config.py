@@ -161,6 +161,23 @@ class WorldModelsConfig:
         "concatenated into mdn_batch streams cut into consecutive mdn_seq_len-step chunks, the "
         "LSTM state carried from chunk to chunk and zeroed at each episode's first frame",
     )
+    iterations: int = _field(
+        1,
+        "rounds of the paper's iterative training (Sec. 5); 1 = one pass on random rollouts. "
+        "Each further round collects iteration_rollouts real episodes with the round's C "
+        "(its raw action plus N(0, iteration_noise^2) noise), trains M iteration_mdn_steps more "
+        "updates on every rollout so far and continues CMA-ES for `generations` more "
+        "generations from its state (V stays as trained on the random rollouts)",
+    )
+    iteration_rollouts: int = _field(
+        0, "real episodes collected with C in each round after the first; 0 = `rollouts`"
+    )
+    iteration_mdn_steps: int = _field(
+        0, "M's further updates in each round after the first; 0 = `mdn_steps`"
+    )
+    iteration_noise: float = _field(
+        0.1, "std of the Gaussian noise on C's raw action when it collects M's data"
+    )
     population: int = _field(64, "CMA-ES population")
     rollouts_per_candidate: int = _field(16, "episodes per candidate; its score is their mean")
     generations: int = _field(300, "CMA-ES generations")
@@ -262,6 +279,11 @@ class WorldModelsConfig:
             raise config_lib.ConfigError(
                 f"--env: World Models runs on {', '.join(ENV_SETTINGS)}; got {self.env!r}"
             )
+        if self.iterations < 1:
+            raise config_lib.ConfigError(f"--iterations: must be >= 1, got {self.iterations}")
+        for name in ("iteration_rollouts", "iteration_mdn_steps", "iteration_noise"):
+            if getattr(self, name) < 0:
+                raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
         if self.population < 2:
             raise config_lib.ConfigError("--population: CMA-ES needs at least 2 candidates")
         if self.sigma_init <= 0:

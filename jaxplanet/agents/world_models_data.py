@@ -26,8 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import envs, resume, vae
-from jaxplanet.agents.world_models_run import COLLECT, MissingInputError, RandomPolicy, Run
+from jaxplanet import dream, envs, mdn_rnn, resume, vae
+from jaxplanet.agents.world_models_run import (
+    COLLECT,
+    ITERATE,
+    ControllerPolicy,
+    MissingInputError,
+    RandomPolicy,
+    Run,
+)
 from jaxplanet.envs.vector import WorkerDiedError
 
 ROLLOUT_KEYS = ("obs", "action", "reward", "is_first", "terminated")
@@ -40,6 +47,7 @@ __all__ = [
     "StreamBatches",
     "attempt_seed",
     "collect",
+    "collect_with_controller",
     "collected",
     "held_actions",
     "load_rollouts",
@@ -47,6 +55,7 @@ __all__ = [
     "rollout_path",
     "sample_sequences",
     "save_rollout",
+    "series_path",
     "vae_frames",
 ]
 
@@ -67,13 +76,17 @@ def save_rollout(directory: Path, index: int, episode: dict[str, Any]) -> Path:
     return path
 
 
-def load_rollouts(directory: Path, limit_frames: int | None = None, rng: Any = None):
+def load_rollouts(
+    directory: Path, limit_frames: int | None = None, rng: Any = None, count: int | None = None
+):
     """Yields (path, rollout dict) of each valid file, in name order or shuffled by ``rng``.
 
     A corrupt file is reported by name (a warning) and skipped; stops once ``limit_frames``
-    frames were yielded.
+    frames were yielded. With ``count``, only the files of indices < ``count``.
     """
     files = sorted(directory.glob("rollout_*.npz"))
+    if count is not None:
+        files = [f for f in files if int(f.stem.split("_")[1]) < count]
     if rng is not None:
         files = [files[i] for i in rng.permutation(len(files))]
     frames = 0
@@ -113,6 +126,80 @@ def collect(run: Run) -> dict[str, Any]:
         print(f"collect: {dropped} episodes of <= {run.r.min_random_length} steps collected again")
         return {"collected": len(missing), "collect_dropped_short": dropped}
     return {"collected": len(missing)}
+
+
+def collect_with_controller(run: Run, round: int, params: Any, flat: Any, unflatten: Any) -> int:
+    """Round ``round``'s rollouts of iterative training: C (flat [N]) plus N(0, noise^2) on its
+    raw action, `iteration_rollouts` real episodes numbered on after the earlier rounds' (only
+    missing files are written; their chunk is played again whole, with its seeds and keys, so a
+    resumed collect writes what an uninterrupted one would have). Returns how many it wrote.
+    """
+    directory = run.logdir / "rollouts"
+    lo, hi = run.rollout_count(round - 1), run.rollout_count(round)
+    missing = [i for i in range(lo, hi) if not rollout_path(directory, i).exists()]
+    if not missing:
+        return 0
+    noise = run.cfg.iteration_noise
+    print(f"iterate: round {round}: {len(missing)} rollouts of C (noise {noise}) -> {directory}")
+    size = max(16, 4 * run.cfg.workers)
+    for c0 in range(lo, hi, size):
+        # The whole chunk is played again for any missing file (only those are written): the
+        # same batch gives the same numbers (XLA's results may differ with the batch size).
+        ids = list(range(c0, min(c0 + size, hi)))
+        if not any(i in missing for i in ids):
+            continue
+        if run.jax_env is not None:
+            # threefry keys per index, as in `_collect_jax` (rbg streams change under vmap)
+            keys = [jax.random.key(run.seed(ITERATE, i), impl="threefry2x32") for i in ids]
+            keys = jnp.stack(keys)
+            batch = jax.device_get(
+                _jax_controller_rollouts(
+                    run.jax_env, run.dcfg, unflatten, run.spec.agent_steps, params, flat,
+                    noise, keys,
+                )
+            )  # fmt: skip
+            eps = [
+                {**{k: v[j] for k, v in batch.items()}, "terminated": False}
+                for j in range(len(ids))
+            ]
+        else:
+            seeds = [run.seed(ITERATE, i) for i in ids]
+            flats = np.repeat(np.asarray(flat)[None], len(ids), axis=0)
+            policy = ControllerPolicy(
+                run, params, flats, unflatten, run.key(ITERATE, c0), noise=noise
+            )
+            eps = run.host_episodes(seeds, policy, True, f"round {round} collect")
+        for i, ep in zip(ids, eps, strict=True):
+            if i in missing:
+                save_rollout(directory, i, ep)
+    return len(missing)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _jax_controller_rollouts(env, dcfg, unflatten, steps, params, flat, noise, keys) -> dict:
+    """Rollouts (the keys of `_jax_random_rollouts`) of C plus noise on a pure-JAX task."""
+    ctrl = unflatten(flat)
+
+    def one(key):
+        k_reset, k_run = jax.random.split(key)
+        state, obs = env.reset(k_reset)
+
+        def body(c, k):
+            s, o, carry = c
+            a, carry = dream.exploring_policy_step(params, dcfg, ctrl, carry, o, k, noise)
+            s, o, r, _ = env.step(s, a)
+            return (s, o, carry), (o, a, r)
+
+        init = (state, obs, mdn_rnn.initial_state(dcfg.mdn, ()))
+        _, (frames, actions, rewards) = jax.lax.scan(body, init, jax.random.split(k_run, steps))
+        return {
+            "obs": jnp.concatenate([obs[None], frames]),
+            "action": jnp.concatenate([jnp.zeros((1, env.spec.action_dim)), actions]),
+            "reward": jnp.concatenate([jnp.zeros(1), rewards]),
+            "is_first": jnp.arange(steps + 1) == 0,
+        }
+
+    return jax.vmap(one)(keys)
 
 
 def attempt_seed(run: Run, index: int, attempt: int) -> int:
@@ -232,8 +319,14 @@ def vae_frames(run: Run, ep: dict[str, Any]) -> np.ndarray:
     return ep["obs"][:-1] if blank else ep["obs"]
 
 
-def make_series(run: Run, vae_params: Any) -> dict[str, np.ndarray]:
-    """Encodes every valid rollout with V into padded z-sequences (series.npz), or loads them.
+def series_path(run: Run, round: int = 0) -> Path:
+    """``series.npz`` (round 0: the random rollouts), ``series_round{r}.npz`` after."""
+    return run.logdir / ("series.npz" if round == 0 else f"series_round{round}.npz")
+
+
+def make_series(run: Run, vae_params: Any, round: int = 0) -> dict[str, np.ndarray]:
+    """Encodes every valid rollout M trains on in ``round`` (`Run.rollout_count`) with V into
+    padded z-sequences (`series_path`), or loads them.
 
     Returns:
       {"z_mean", "z_std": f32 [N, T + 1, Z], "action": f32 [N, T, A], "reward", "done",
@@ -242,20 +335,20 @@ def make_series(run: Run, vae_params: Any) -> dict[str, np.ndarray]:
       `mask_terminal` (its z target is the blank terminal frame; its done label stays).
       A series.npz written before ``z_mask`` existed loads without it.
     """
-    path = run.logdir / "series.npz"
+    path = series_path(run, round)
     if path.exists():
         with np.load(path) as data:
             return dict(data)
     encode = jax.jit(lambda p, o: vae.encode(p, run.r.vae, o))
     rows = []
-    for _, ep in load_rollouts(run.logdir / "rollouts"):
+    for _, ep in load_rollouts(run.logdir / "rollouts", count=run.rollout_count(round)):
         parts = [encode(vae_params, ep["obs"][i : i + 256]) for i in range(0, len(ep["obs"]), 256)]
         mean, std = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in (0, 1))
         rows.append((mean, std, ep))
     if not rows:
         raise MissingInputError("--stage=mdn: no readable rollout; run --stage=collect first")
     out = _pad_series(rows, run.r.vae.z_dim, run.spec.action_dim, run.r.mask_terminal)
-    tmp = path.with_name(f".series.{os.getpid()}.tmp.npz")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **out)
     os.replace(tmp, path)
     return out

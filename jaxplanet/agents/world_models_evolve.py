@@ -143,14 +143,17 @@ def _legacy_checkpoint(run: Run, es: controllers.Evolution, step: int | None = N
     return False
 
 
-def train_controller(run: Run) -> dict[str, Any]:
+def train_controller(run: Run, round: int = 0) -> dict[str, Any]:
     """The controller stage: evolves C with CMA-ES in the dream (or the real task) and keeps the
-    mean that scored best at the periodic real evaluations."""
-    cfg = run.cfg
-    if finished(run, "controller", cfg.generations):
+    mean that scored best at the periodic real evaluations. In a later ``round`` of iterative
+    training CMA-ES goes on from its state in the round's dream, and the final C is chosen
+    among the round's own evaluations (C reads M's state: it is scored with the M it acts on).
+    """
+    cfg, target = run.cfg, run.generation_target(round)
+    if finished(run, "controller", target):
         print("controller: evolved C exists; skipped.")
         return {}
-    params = world_model_params(run, "controller")
+    params = world_model_params(run, "controller", round)
     es = _evolution(run)
     template, legacy = _templates(run, es)
     if _legacy_checkpoint(run, es):
@@ -162,13 +165,17 @@ def train_controller(run: Run) -> dict[str, Any]:
     ckpt, start, state, progress = stage_state(run, "controller", template)
     es_state, env_steps, evals = state["es"], progress.env_steps, progress.evaluations
     choice = state.get("choice", _choice_init(es))
+    first = run.generation_target(round - 1) if round else 0
+    require(run, "iterate", "controller", start >= first)
+    if round and start == first:
+        choice = _choice_init(es)  # this round's M: chosen among this round's evaluations
     where = "dream" if run.r.in_dream else "real task"
-    print(f"controller: CMA-ES in the {where}, generations {start} -> {cfg.generations}")
-    bar = logging_lib.progress(cfg.generations, "controller", unit="gen", disable=not cfg.progress)
+    print(f"controller: CMA-ES in the {where}, generations {start} -> {target}")
+    bar = logging_lib.progress(target, "controller", unit="gen", disable=not cfg.progress)
     bar.update(start)
     summary: dict[str, Any] = {}
     with ckpt, logging_lib.Logger(run.logdir / "controller") as logger:
-        for g in range(start, cfg.generations):
+        for g in range(start, target):
             k_ask, k_fit, k_tell, k_eval = jax.random.split(run.key(CTRL, g), 4)
             cands, es_state = es.ask(k_ask, es_state)
             if run.r.in_dream:
@@ -188,7 +195,7 @@ def train_controller(run: Run) -> dict[str, Any]:
                 "controller/best_fitness": float(es.best(es_state)[1]),
                 "env_steps": env_steps,
             }
-            if cfg.eval_every and ((g + 1) % cfg.eval_every == 0 or g + 1 == cfg.generations):
+            if cfg.eval_every and ((g + 1) % cfg.eval_every == 0 or g + 1 == target):
                 n = min(cfg.eval_episodes, cfg.rollouts_per_candidate)
                 mean = es.mean(es_state)
                 real = real_returns(run, params, mean[None], es, k_eval, n)
@@ -228,14 +235,17 @@ class ControllerChoice(NamedTuple):
     real_return: float
 
 
-def controller_choice(run: Run, stage: str = "evaluate") -> ControllerChoice:
-    """The trained C: the CMA-ES mean that scored best at the periodic real evaluations (the last
-    mean with ``eval_every=0`` or from checkpoints written before the choice was stored).
+def controller_choice(
+    run: Run, stage: str = "evaluate", round: int | None = None
+) -> ControllerChoice:
+    """The trained C of ``round`` (default: the last): the CMA-ES mean that scored best at the
+    round's periodic real evaluations (the last mean with ``eval_every=0`` or from checkpoints
+    written before the choice was stored).
 
     Raises:
       MissingInputError: the controller stage has not finished (names the stage to run).
     """
-    g = run.cfg.generations
+    g = run.generation_target(run.final_round if round is None else round)
     require(run, stage, "controller", finished(run, "controller", g))
     es = _evolution(run)
     template, legacy = _templates(run, es)
@@ -288,7 +298,7 @@ def evaluate(run: Run) -> dict[str, Any]:
         print(f"evaluate: {path} exists; skipped.")
         return json.loads(path.read_text())
     choice = controller_choice(run, "evaluate")  # first: names the controller stage
-    params = world_model_params(run, "evaluate")
+    params = world_model_params(run, "evaluate", run.final_round)
     es = _evolution(run)
     returns, lengths = real_episodes(
         run, params, choice.flat[None], es, run.key(EVAL), cfg.eval_episodes
@@ -308,6 +318,7 @@ def evaluate(run: Run) -> dict[str, Any]:
         "random_episodes": int(random_returns.size),
         "controller_generation": choice.generation,
         "controller_real_return": choice.real_return,
+        "rounds": run.cfg.iterations,
     }
     unit = "steps survived" if run.r.reward == "survival" else "return"
     key = "length" if run.r.reward == "survival" else "return"

@@ -25,8 +25,9 @@ from jaxplanet.agents.world_models_config import RESUMABLE_FIELDS, WorldModelsCo
 from jaxplanet.envs import car_racing
 
 #: Stream ids of the run's keys and seeds (one per stage; SERIES is unused, kept for stability).
-#: RANDOM: the evaluate stage's random baseline; CALIBRATE: the dream calibration's episodes.
-COLLECT, VAE, MDN, CTRL, EVAL, SERIES, RANDOM, CALIBRATE = range(8)
+#: RANDOM: the evaluate stage's random baseline; CALIBRATE: the dream calibration's episodes;
+#: ITERATE: the rollouts C collects in the rounds of iterative training.
+COLLECT, VAE, MDN, CTRL, EVAL, SERIES, RANDOM, CALIBRATE, ITERATE = range(9)
 _HOST_GYM = {"car_racing": car_racing.make_gym}
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "COLLECT",
     "CTRL",
     "EVAL",
+    "ITERATE",
     "MDN",
     "RANDOM",
     "VAE",
@@ -103,6 +105,24 @@ class Run:
             controller_input=self.r.c_input,
             m_action=cfg.m_action,
         )
+
+    @property
+    def final_round(self) -> int:
+        """Index of the last round of iterative training (0: one pass, the paper's Doom)."""
+        return self.cfg.iterations - 1
+
+    def rollout_count(self, round: int) -> int:
+        """Rollout files M trains on in ``round``: the random ones, then each earlier round's
+        (and this round's) C-collected ones, numbered on after them."""
+        return self.cfg.rollouts + round * (self.cfg.iteration_rollouts or self.cfg.rollouts)
+
+    def mdn_target(self, round: int) -> int:
+        """M's update count at the end of ``round``."""
+        return self.cfg.mdn_steps + round * (self.cfg.iteration_mdn_steps or self.cfg.mdn_steps)
+
+    def generation_target(self, round: int) -> int:
+        """CMA-ES generations at the end of ``round``."""
+        return self.cfg.generations * (round + 1)
 
     def key(self, stream: int, index: int = 0) -> jax.Array:
         """PRNG key ``index`` of stage ``stream``."""
@@ -238,18 +258,32 @@ class ControllerPolicy:
     Args:
       run: the run; params: {"vae", "mdn", ...}; flats: f32 [E, N] one controller per episode;
       unflatten: flat [N] -> controller pytree; key: PRNG key of V's posterior samples.
+      noise: None (evaluation: the mapped action), or the std of Gaussian noise on C's raw
+        action when C collects M's data (`dream.exploring_policy_step`: the action M reads is
+        what the env gets and the rollout records).
     """
 
-    def __init__(self, run: Run, params: Any, flats: np.ndarray, unflatten: Any, key: jax.Array):
+    def __init__(
+        self,
+        run: Run,
+        params: Any,
+        flats: np.ndarray,
+        unflatten: Any,
+        key: jax.Array,
+        noise: float | None = None,
+    ):
         self.run, self.params, self.flats, self.key = run, params, flats, key
         self.unflatten, self.t = unflatten, 0
         self._wave_t: dict[tuple[int, ...], int] = {}  # wave ids -> its first step's key index
-        step = functools.partial(dream.world_model_policy_step, cfg=run.dcfg)
+        if noise is None:
+            step = functools.partial(dream.world_model_policy_step, cfg=run.dcfg)
+        else:
+            step = functools.partial(dream.exploring_policy_step, cfg=run.dcfg, noise=noise)
 
         def act(params, flats, carry, obs, key):
             keys = jax.random.split(key, obs.shape[0])
             return jax.vmap(
-                lambda f, c, o, k: step(params, ctrl=unflatten(f), carry=c, obs=o, key=k)
+                lambda f, c, o, k: step(params, ctrl=unflatten(f), carry=c, obs=o, key=k)[:2]
             )(flats, carry, obs, keys)
 
         self._act = jax.jit(act)
@@ -265,7 +299,7 @@ class ControllerPolicy:
         """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A] (after the action map)."""
         self.t += 1
         key = jax.random.fold_in(self.key, self.t)
-        a, self.carry, _ = self._act(self.params, self.flats[self.ids], self.carry, obs, key)
+        a, self.carry = self._act(self.params, self.flats[self.ids], self.carry, obs, key)
         return np.asarray(a)
 
 
@@ -299,12 +333,13 @@ def stage_state(
 
 
 def finished(run: Run, name: str, steps: int) -> bool:
-    """Whether stage ``name`` has a checkpoint at its last step ``steps``."""
+    """Whether stage ``name`` has a checkpoint at its last step ``steps`` or later (a later
+    round of iterative training went on from it)."""
     directory = run.logdir / name / "checkpoints"
     if not directory.is_dir():
         return False
     with checkpoint.Checkpointer(directory, create=False) as ckpt:
-        return steps in ckpt.steps()
+        return any(s >= steps for s in ckpt.steps())
 
 
 def require(run: Run, stage: str, needs: str, ok: bool) -> None:

@@ -88,7 +88,7 @@ def train_vae(run: Run) -> dict[str, Any]:
         return {}
     require(run, "vae", "collect", collected(run))
     rng = np.random.default_rng(cfg.seed)
-    eps = load_rollouts(run.logdir / "rollouts", cfg.vae_max_frames, rng)
+    eps = load_rollouts(run.logdir / "rollouts", cfg.vae_max_frames, rng, count=cfg.rollouts)
     frames = np.concatenate([vae_frames(run, ep) for _, ep in eps])[: cfg.vae_max_frames]
     template = {"train": vae.init_train_state(run.r.vae, run.key(VAE, 2**31))}
     ckpt, start, state, _ = stage_state(run, "vae", template)
@@ -108,13 +108,14 @@ def train_vae(run: Run) -> dict[str, Any]:
     return {"vae/updates": int(state.step)}
 
 
-def load_params(run: Run, name: str, template: Any, needs: str) -> Any:
-    """Parameters of trained V or M (``name`` "vae" / "mdn"), for stage ``needs``.
+def load_params(run: Run, name: str, template: Any, needs: str, round: int = 0) -> Any:
+    """Parameters of trained V or M (``name`` "vae" / "mdn"; M as at the end of ``round``),
+    for stage ``needs``.
 
     Raises:
       MissingInputError: the stage ``name`` has not finished (names it).
     """
-    steps = run.cfg.vae_steps if name == "vae" else run.cfg.mdn_steps
+    steps = run.cfg.vae_steps if name == "vae" else run.mdn_target(round)
     require(run, needs, name, finished(run, name, steps))
     tree = {"train": template, "progress": resume.Progress().as_dict()}
     with checkpoint.Checkpointer(run.logdir / name / "checkpoints", create=False) as ckpt:
@@ -135,22 +136,31 @@ def mdn_template(run: Run) -> Any:
     return state
 
 
-def train_mdn(run: Run) -> dict[str, Any]:
-    """The mdn stage: trains M on V's z-sequences of the random rollouts (`mdn_batches`)."""
-    cfg = run.cfg
-    if finished(run, "mdn", cfg.mdn_steps):
+def train_mdn(run: Run, round: int = 0) -> dict[str, Any]:
+    """The mdn stage: trains M on V's z-sequences of the random rollouts (`mdn_batches`); in a
+    later ``round`` of iterative training, on from the last round's M with every rollout so far
+    (the streams' epochs restart, their LSTM state zeroed, at the round's first update)."""
+    cfg, steps = run.cfg, run.mdn_target(round)
+    if finished(run, "mdn", steps):
         print("mdn: trained M exists; skipped.")
         return {}
-    series = make_series(run, vae_params(run, "mdn"))
+    series = make_series(run, vae_params(run, "mdn"), round)
     env_steps = int(series["length"].sum()) * run.spec.action_repeat
     ckpt, start, state, _ = stage_state(run, "mdn", {"train": mdn_template(run)})
-    print(f"mdn: {len(series['length'])} sequences, updates {start} -> {cfg.mdn_steps}")
+    first = run.mdn_target(round - 1) if round else 0
+    require(run, "iterate", "mdn", start >= first)
+    print(f"mdn: {len(series['length'])} sequences, updates {start} -> {steps}")
 
     if cfg.mdn_batches == "streams":
+        seed = (cfg.seed, MDN, 1) + ((round,) if round else ())
         try:
-            batch = StreamBatches(series, (cfg.seed, MDN, 1), cfg.mdn_batch, run.r.mdn_seq_len)
+            streams = StreamBatches(series, seed, cfg.mdn_batch, run.r.mdn_seq_len)
         except ValueError as err:
             raise config_lib.ConfigError(f"--mdn_batches=streams: {err}") from err
+
+        def batch(i):
+            return streams(i - first)
+
         update = functools.partial(mdn_rnn.stream_train_step, cfg=run.r.mdn)
     else:
 
@@ -162,20 +172,21 @@ def train_mdn(run: Run) -> dict[str, Any]:
 
     with ckpt:
         state = _train_loop(
-            run, "mdn", cfg.mdn_steps, state["train"], start, ckpt, update, batch, env_steps
+            run, "mdn", steps, state["train"], start, ckpt, update, batch, env_steps
         )
     return {"mdn/updates": int(state.step)}
 
 
-def world_model_params(run: Run, needs: str) -> dict[str, Any]:
-    """{"vae", "mdn", "initial_z": {"mean", "std": f32 [N, Z]}}: the dream's parameters.
+def world_model_params(run: Run, needs: str, round: int = 0) -> dict[str, Any]:
+    """{"vae", "mdn", "initial_z": {"mean", "std": f32 [N, Z]}}: the dream's parameters (M as
+    at the end of ``round``; the first frames of the rollouts it trained on).
 
     Raises:
       MissingInputError: V or M is not trained (names the stage to run first).
     """
     v_params = vae_params(run, needs)
-    mdn_params = load_params(run, "mdn", mdn_template(run), needs)
-    series = make_series(run, v_params)
+    mdn_params = load_params(run, "mdn", mdn_template(run), needs, round)
+    series = make_series(run, v_params, round)
     initial = {
         "mean": jnp.asarray(series["z_mean"][:, 0]),
         "std": jnp.asarray(series["z_std"][:, 0]),
