@@ -56,7 +56,9 @@ def test_run_logs_where_its_time_went(full_run):
     first, last = rows[0], rows[-1]
     assert "time/update_wall_s" not in first  # the random seed episode has no updates
     for phase in ("update", "plan", "env", "eval", "video", "replay", "checkpoint"):
-        assert last[f"time/{phase}_wall_s"] > 0 and last[f"time/{phase}_cpu_s"] >= 0, phase
+        assert last[f"time/{phase}_wall_s"] > 0 and f"time/{phase}_cpu_s" in last, phase
+    for phase in ("update", "plan"):  # compiles and jitted work: many 10 ms CPU ticks each
+        assert last[f"time/{phase}_cpu_s"] > 0, phase
     for phase in ("env", "replay"):  # cumulative over the run
         walls = [r[f"time/{phase}_wall_s"] for r in rows]
         assert walls == sorted(walls) and walls[-1] > walls[0], phase

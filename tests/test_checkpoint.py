@@ -171,7 +171,8 @@ def test_run_written_before_a_field_existed_resumes_at_its_default(tmp_path):
     defaults = {"lr": 1e-3, "num_envs": 1, "model": {"deter": 200, "canvas": False}}
     ckpt.write_config(tmp_path, {"lr": 1e-3, "model": {"deter": 200}})
     same = {"lr": 1e-3, "num_envs": 1, "model": {"deter": 200, "canvas": False}}
-    assert ckpt.check_config(tmp_path, same, defaults=defaults) is not None
+    # The saved config comes back with the missing field filled in at its default.
+    assert ckpt.check_config(tmp_path, same, defaults=defaults) == same
     with pytest.raises(ckpt.ConfigMismatchError, match="num_envs"):
         ckpt.check_config(tmp_path, same)  # without defaults: a missing field differs
     changed = {"lr": 1e-3, "num_envs": 4, "model": {"deter": 200, "canvas": False}}

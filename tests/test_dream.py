@@ -165,12 +165,18 @@ def test_world_model_agent_on_point_reach(params):
     assert action.shape == (3, 2) and carry[1].shape == (3, 8) and z.shape == (3, 4)
 
 
-def test_benchmark_runs_at_small_size(tmp_path):
+def test_benchmark_step_flops_paper_doom():
     from benchmarks import dream as bench
 
     # Analytic FLOPs of one paper-size Doom step: LSTM (64 + 1 + 256) -> 1024, MDN 256 -> 960,
     # done head 256 -> 1, controller 320 -> 1 (multiply-adds x 2).
     assert bench.step_flops(64, 256, 5, 1, True) == 2 * (321 * 1024 + 256 * 960 + 256 + 320)
+
+
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a small size
+def test_benchmark_runs_at_small_size(tmp_path):
+    from benchmarks import dream as bench
+
     out = tmp_path / "dream.json"
     args = "--population 4 --rollouts 2 --steps 5 --hidden 16 --z_dim 4 --repeats 1 --peak_n 256"
     record = bench.main([*args.split(), "--json", str(out)])

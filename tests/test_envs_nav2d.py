@@ -16,10 +16,14 @@ def test_reset_step_shapes_and_linear_dynamics():
     a = jnp.array([0.5, -1.0])
     new, obs2, reward, done = env.step(state, a)
     np.testing.assert_allclose(new.pos, state.pos + nav2d.STEP * a, atol=1e-6)
-    assert float(reward) == float(nav2d.reward_fn(new.pos)) and not bool(done)
+    # The cost is the squared distance to the goal (0.5, 0.5) after the step.
+    want = -np.sum((np.asarray(state.pos, np.float64) + 0.1 * np.array([0.5, -1.0]) - 0.5) ** 2)
+    np.testing.assert_allclose(float(reward), want, rtol=1e-5)
+    assert not bool(done)
     assert not np.array_equal(np.asarray(obs), np.asarray(obs2))
     new_t, r_t = env.transition(state, a, jax.random.key(1))
     np.testing.assert_allclose(new_t.pos, new.pos)
+    assert float(r_t) == float(reward)
 
 
 def test_host_env_and_oracle_beats_random():

@@ -126,6 +126,7 @@ def test_single_threaded_blas_restores_the_environment(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "4" and "OPENBLAS_NUM_THREADS" not in os.environ
 
 
+@pytest.mark.slow  # benchmark smoke run: times VizDoom rollouts in 1 and 2 workers
 @pytest.mark.skipif(not HAS_DOOM, reason="needs vizdoom (extra 'worldmodels')")
 def test_rollout_benchmark_reports_each_worker_count(tmp_path):
     from benchmarks import wm_rollouts

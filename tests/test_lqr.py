@@ -95,6 +95,7 @@ def test_flm_bound_inactive_takes_eta_min():
     assert bool(info.met) and float(info.eta) == pytest.approx(1e-8, rel=1e-3)
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_solar_benchmark_runs_at_tiny_size(tmp_path):
     from benchmarks import solar as bench
 

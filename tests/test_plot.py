@@ -142,7 +142,9 @@ def test_runs_of_different_configs_are_not_averaged(tmp_path):
     for r in runs:  # seeds and run length may differ; a model field may not
         cfg = {"env": "point_reach", "seed": int(r.name[1]), "model": {"deter": 200}}
         (r / "config.json").write_text(json.dumps({**cfg, "episodes": 5 + int(r.name[1])}))
-    assert plot.learning_curves_figure([plot.load_run(r) for r in runs])
+    fig = plot.learning_curves_figure([plot.load_run(r) for r in runs])
+    (mean,) = _lines(fig, "mean:eval_return")  # averaged: evals 2 ep + seed, seeds 0 and 1
+    np.testing.assert_allclose(mean.get_ydata(), [4.5, 8.5, 12.5])
     with pytest.raises(ValueError, match=r"different configs \(model.deter: 200 vs 64\)"):
         plot.write_learning_curves([*runs, other])
     assert not list(tmp_path.rglob("*.png"))

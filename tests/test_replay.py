@@ -201,6 +201,7 @@ def test_no_donation_warnings_under_jit():
     assert int(state.size) == 4
 
 
+@pytest.mark.slow  # benchmark smoke run (memory of a 2,000-frame buffer)
 def test_benchmark_tiny_run():
     from benchmarks import replay_memory
 
