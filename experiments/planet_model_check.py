@@ -1,5 +1,5 @@
 """Checks a PlaNet point_reach run's model against the true simulator (the measurement behind the
-quick preset's settings; see the README's PlaNet section).
+quick preset's settings; see docs/planet.md).
 
     python -m experiments.planet_model_check --logdir runs/quick [--plan_on=means]
 

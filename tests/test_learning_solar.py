@@ -33,7 +33,7 @@ def test_quick_preset_reaches_the_goal(tmp_path):
     """``--env=nav2d --preset=quick``: both success figures in metrics.jsonl, the goal reached in
     >= half of the final evaluation episodes, random actions < 1/10, and the training cost of
     the policy's rollouts falls from iteration to iteration. Measured: ~4-5 min on 2 loaded
-    cores, 10/10 from iteration 4 (seed 0; seed 2 also 10/10, seed 1 0/10, see README)."""
+    cores, 10/10 from iteration 4 (seed 0; seed 2 also 10/10, seed 1 0/10, see docs/solar.md)."""
     cfg = solar_config.quick()
     summary = solar.train_and_evaluate(cfg, tmp_path)
     rows = _rows(tmp_path)

@@ -145,7 +145,7 @@ def quick() -> SolarConfig:
     the released stride-1 7x7 conv at 64x64) and the decoder canvas (output bias at the mean
     pretraining frame), with lr 3e-3. One model step on 8 rollouts x 31 frames then takes
     ~0.8 s on 2 cores. With the released conv encoder the latent stays far from linear in
-    this budget and no evaluation episode reaches the goal (README, SOLAR).
+    this budget and no evaluation episode reaches the goal (docs/solar.md).
     """
     return SolarConfig(
         env="nav2d",

@@ -1,8 +1,8 @@
 """World Models run configuration and its named presets (Ha & Schmidhuber 2018).
 
 ``paper`` is the paper's agent as the authors released it (hardmaru/WorldModelsExperiments,
-``doomrnn/`` and ``carracing/``; README "The paper preset and the authors' released code" lists
-what still differs): 10,000 random rollouts; V with z = 32 / 64; M an LSTM of 256 (CarRacing) /
+``doomrnn/`` and ``carracing/``; the table in docs/world_models.md lists what still differs):
+10,000 random rollouts; V with z = 32 / 64; M an LSTM of 256 (CarRacing) /
 512 (Doom) units with 5 Gaussians per dim; C on [z, h] with a bias (CarRacing) / on [z, c, h]
 without (Doom); CMA-ES, population 64, 16 rollouts per candidate. ``quick`` is a CPU-sized
 version of ``paper``; ``tiny`` is what the tests use (point_reach, seconds).
