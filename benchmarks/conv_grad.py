@@ -9,7 +9,8 @@ variants of an item see the same machine conditions:
 
 * ``xla``: flax/lax convolutions (``jaxplanet.convs`` impl "xla" == flax.linen.Conv/ConvTranspose);
 * ``fast``: ``jaxplanet.convs`` impl "fast" (custom VJPs, phase-decomposed transposed convs);
-* ``...+opts``: the same compiled with ``jaxplanet.convs.cpu_compiler_options()``.
+* ``...+opts``: the same compiled with the training step's XLA options,
+  ``jaxplanet.compile.compiler_options("update")``.
 
 FLOPs are analytic: 2 x multiply-accumulates of the convolutions (and of the decoder's dense
 layer), transposed convs counted without the zeros of dilation, bias/ReLU not counted;
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
+from jaxplanet import compile as compile_lib
 from jaxplanet import convs
 
 # (name, kind, input spatial, in channels, out channels, kernel): PlaNet at depth 32.
@@ -143,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; expected {VARIANTS}")
     passes = [p for p in args.passes.split(",") if p]
-    opts = convs.cpu_compiler_options()
+    opts = compile_lib.compiler_options("update")  # the agent's update's
     peak = common.matmul_peak(args.peak_n)
     print(f"matmul peak {peak:.1f} GFLOP/s; batch {args.batch}; compiler options {opts}")
     key = jax.random.key(0)

@@ -4,11 +4,13 @@ On whatever JAX backend is present (GPU, TPU or CPU) it prints and writes as JSO
 
 1. the device's name and its measured matmul peak, fp32 and bf16 (``--peak_n`` square matmul,
    median of 5; fp32 at JAX's default precision, which on NVIDIA GPUs lets XLA use TF32);
-2. one paper-size CEM call (1000 candidates x horizon 12 x 10 iterations, RSSM 200/30, A = 6)
-   and one paper-size train step (batch 50 x 50, conv depth 32): seconds and fraction of the
-   fp32 peak measured right before each (DESIGN.md, "Performance method");
-3. imagined latent transitions/s at 1, 16, 256 and 1024 beliefs per call (``--beliefs``), and
-   their ratio to linear scaling from 1 belief;
+2. one paper-size act of the agent (belief update + CEM call of 1000 candidates x horizon 12 x
+   10 iterations, RSSM 200/30, A = 6; ``benchmarks.planning``) and one paper-size update of the
+   agent (batch 50 x 50, conv depth 32; ``benchmarks.train``), both the agent's own jitted
+   functions: seconds and fraction of the fp32 peak measured right before each (DESIGN.md,
+   "Performance method");
+3. imagined latent transitions/s of the agent's act at 1, 16, 256 and 1024 beliefs per call
+   (``--beliefs``), and their ratio to linear scaling from 1 belief;
 4. host-replay prefetch stall: replay in host memory, each batch sampled on the host and sent to
    the device in a worker thread while the previous update runs (as the agent does with
    ``replay_device=host``); the stall is the time the update loop waits for a batch.
@@ -63,7 +65,8 @@ def peaks(n: int) -> dict[str, float]:
 
 def replay_stall(size: str, steps: int, peak_n: int) -> dict[str, Any]:
     """Seconds the update loop waits for host-sampled batches (prefetched one step ahead)."""
-    from jaxplanet import convs, planet, replay
+    from jaxplanet import compile as compile_lib
+    from jaxplanet import planet, replay
 
     b, t, depth, deter, stoch, hidden = SIZES[size]["replay"]
     cfg = planet.ModelConfig(depth=depth, deter=deter, stoch=stoch, hidden=hidden)
@@ -89,7 +92,7 @@ def replay_stall(size: str, steps: int, peak_n: int) -> dict[str, Any]:
     update = jax.jit(
         lambda s, x, k: planet.train_step(s, cfg, x, k),
         donate_argnums=0,
-        compiler_options=convs.cpu_compiler_options(),  # as the agent's update
+        compiler_options=compile_lib.compiler_options("update") or None,  # the agent's
     )
     keys = jax.random.split(jax.random.key(1), steps + 1)
 

@@ -1,12 +1,15 @@
-"""Latency and FLOP/s of one CEM planning call with the PlaNet world model.
+"""Latency and FLOP/s of the PlaNet agent's act: belief update + one CEM planning call.
 
 PlaNet (Hafner et al., ICML 2019) plans every action with CEM over the RSSM prior: 1000
 candidates x horizon 12 x 10 iterations of one latent transition (img_step + reward head),
-about 92.5 GFLOP at paper size. This benchmark builds the real world model
-(`jaxplanet.planet.WorldModel`: its RSSM cell and reward head, the parts planning uses),
-filters one (random) embedding to get a posterior belief, and times one jitted `cem.plan`
-call from it. FLOP/s are reported as a fraction of the fp32 matmul peak measured in
-the same process right before (DESIGN.md, "Performance method").
+about 92.5 GFLOP at paper size. This benchmark times the agent's OWN jitted act, the function
+the PlaNet agent calls at every environment step, compiled with the agent's XLA options
+(`jaxplanet.compile.compiler_options("act")`): `agents.planet.make_functions(cfg, A).act`
+for one environment, or `agents.planet_scale.make_act(cfg, A)` for ``--batch`` N > 1 beliefs
+in one call (the agent with ``--num_envs=N``). One call = posterior step (conv encoder on the
+new frame + RSSM) + CEM from a sample of the belief + exploration noise. FLOP/s are reported as
+a fraction of the fp32 matmul peak measured in the same process right before each timed call
+(DESIGN.md, "Performance method").
 
     python -m benchmarks.planning --json out/planning.json
     python -m benchmarks.planning --batch 16 --candidates 100   # 16 beliefs in one call
@@ -26,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
+from jaxplanet import compile as compile_lib
 from jaxplanet import planet, rssm
 from jaxplanet.planners import cem
 
@@ -46,9 +50,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--unroll", type=int, default=1, help="unroll of the horizon scan")
-    parser.add_argument(
-        "--group", type=int, default=0, help="plan a batch this many beliefs at a time (0: all)"
-    )
     parser.add_argument(
         "--sample",
         choices=("true", "false"),
@@ -76,14 +77,31 @@ def model_config(args: argparse.Namespace) -> planet.ModelConfig:
     )
 
 
-def cem_config(args: argparse.Namespace) -> cem.CEMConfig:
-    """The CEM settings the flags describe."""
-    return cem.CEMConfig(
+def cem_config(args: argparse.Namespace) -> Any:
+    """The agent's planner settings (`PlannerConfig`, a `cem.CEMConfig`) the flags describe."""
+    from jaxplanet.agents import planet_config
+
+    return planet_config.PlannerConfig(
         horizon=args.horizon,
         iterations=args.iterations,
         candidates=args.candidates,
         top_k=args.top_k,
         unroll=args.unroll,
+        sample=args.sample == "true",
+    )
+
+
+def agent_config(args: argparse.Namespace, batch: int = 1) -> Any:
+    """The PlaNet agent config (paper preset) with the flags' model and planner, collecting
+    ``batch`` environments at once (``--num_envs``)."""
+    from jaxplanet.agents import planet_config
+
+    return dataclasses.replace(
+        planet_config.paper(),
+        seed=args.seed,
+        num_envs=batch,
+        model=model_config(args),
+        planner=cem_config(args),
     )
 
 
@@ -108,55 +126,13 @@ def analytic_gflop(
     return step_flops(cfg, action_dim) * ccfg.horizon * sequences / 1e9
 
 
-def posterior_beliefs(params: Any, cfg: planet.ModelConfig, action_dim: int, batch: int, key):
-    """Posterior State[batch] after filtering one random first embedding per belief.
-
-    The embedding stands in for the encoder's output (the planner never touches the conv nets).
-    """
-    embed = jax.random.normal(key, (batch, cfg.embed_dim), jnp.float32)
-    state = rssm.initial_state(cfg, (batch,))
-    action = jnp.zeros((batch, action_dim), jnp.float32)
-    first = jnp.ones((batch,), bool)
-    post, _ = jax.jit(rssm.obs_step, static_argnums=1)(params, cfg, state, action, embed, first)
-    return jax.block_until_ready(post)
-
-
 def compiler_options(args: argparse.Namespace) -> dict[str, Any]:
-    """XLA options of the planning call: `cem.compiler_options()` unless --xla_defaults."""
-    return {} if args.xla_defaults else cem.compiler_options()
-
-
-def make_planner(
-    cfg: planet.ModelConfig,
-    ccfg: cem.CEMConfig,
-    action_dim: int,
-    batched: bool,
-    options: dict[str, Any] | None = None,
-    group: int = 0,
-    sample: bool = True,
-):
-    """Jitted `(params, state, key) -> mean actions`; vmapped over (state, key) when batched.
-
-    `group` > 0 plans the batch `group` beliefs at a time (`jax.lax.map(..., batch_size=group)`:
-    vmap inside a group, a loop over groups) so that the per-step arrays stay cache-sized.
-    """
-
-    def plan_one(params: Any, state: rssm.State, key: jax.Array) -> jax.Array:
-        k_belief, k_plan = jax.random.split(key)
-        start = planet.plan_start(state, k_belief, sample)
-        step = planet.latent_step(params, cfg, sample)
-        return cem.plan_with(ccfg, step, start, k_plan, action_dim)
-
-    if not batched:
-        return jax.jit(plan_one, compiler_options=options or None)
-
-    def plan_batch(params: Any, state: rssm.State, keys: jax.Array) -> jax.Array:
-        if group:
-            one = lambda xs: plan_one(params, *xs)
-            return jax.lax.map(one, (state, keys), batch_size=group)
-        return jax.vmap(plan_one, in_axes=(None, 0, 0))(params, state, keys)
-
-    return jax.jit(plan_batch, compiler_options=options or None)
+    """XLA options the act is compiled with: the agent's (`compiler_options("act")`), or with
+    --xla_defaults XLA's defaults (spelled out on CPU, where they override the agent's)."""
+    if not args.xla_defaults:
+        return compile_lib.compiler_options("act")
+    cpu = jax.default_backend() == "cpu"
+    return dict(compile_lib.CPU_VARIANTS["xla_default"]) if cpu else {}
 
 
 def xla_step_gflop(
@@ -170,58 +146,76 @@ def xla_step_gflop(
     return common.compiled_gflop(jax.jit(jax.vmap(step)), state, action, keys)
 
 
-def _latent_parts(model: planet.WorldModel, state: rssm.State, action, embed) -> jax.Array:
-    post, _ = model.rssm(state, action, embed)  # RSSM cell (prior and posterior)
-    return model.predict_reward(rssm.features(post))  # reward head
+def xla_posterior_gflop(params: Any, cfg: planet.ModelConfig, action_dim: int, rows: int) -> float:
+    """XLA cost analysis of the belief update (encoder + RSSM posterior) of `rows` envs."""
+    belief = rssm.initial_state(cfg, (rows,))
+    action = jnp.zeros((rows, action_dim), jnp.float32)
+    obs = jnp.zeros((rows, 64, 64, 3), jnp.uint8)
+    first = jnp.zeros((rows,), bool)
+    update = jax.jit(lambda p, b, a, o, f: planet.posterior_step(p, cfg, b, a, o, f))
+    return common.compiled_gflop(update, params, belief, action, obs, first)
 
 
 @functools.lru_cache(maxsize=4)
 def _init(cfg: planet.ModelConfig, action_dim: int, seed: int) -> Any:
-    k_init = jax.random.split(jax.random.key(seed), 3)[0]
-    state = rssm.initial_state(cfg, (1,))
-    action, embed = jnp.zeros((1, action_dim)), jnp.zeros((1, cfg.embed_dim))
-
-    def init(key: jax.Array) -> Any:
-        model = planet.WorldModel(cfg)
-        return model.init(key, state, action, embed, method=_latent_parts)
-
-    return jax.block_until_ready(jax.jit(init)(k_init))
+    key = jax.random.fold_in(jax.random.key(seed), 3)
+    init = jax.jit(planet.init, static_argnums=(0, 2))
+    return jax.block_until_ready(init(cfg, key, action_dim))
 
 
 def init_params(args: argparse.Namespace) -> Any:
-    """Variables of `planet.WorldModel` at the flags' size: the RSSM cell and reward head only.
-
-    The encoder/decoder are left out (planning never uses them, and initialising the conv
-    nets costs more than the whole benchmark at tiny sizes). Jitted; cached per size.
-    """
+    """Variables of the whole world model at the flags' size (jitted init; cached per size)."""
     return _init(model_config(args), args.action_dim, args.seed)
 
 
-def setup(
-    args: argparse.Namespace, batch: int, batched: bool | None = None, params: Any = None
-) -> dict[str, Any]:
-    """Model params, beliefs, keys and the jitted planner for `batch` beliefs.
+def agent_act(args: argparse.Namespace, batch: int = 1) -> Any:
+    """The agent's own jitted act for ``batch`` environments (the object the agent calls)."""
+    from jaxplanet.agents import planet as agent
+    from jaxplanet.agents import planet_scale
 
-    `batched` (default: batch > 1) vmaps the planner over (state, key); otherwise the single
-    belief is planned unbatched, exactly as an agent with one environment does. `params`
-    (default: `init_params(args)`) lets callers reuse one model across setups.
+    cfg = agent_config(args, batch)
+    if batch == 1:
+        return agent.make_functions(cfg, args.action_dim).act
+    return planet_scale.make_act(cfg, args.action_dim)
+
+
+def act_inputs(args: argparse.Namespace, batch: int, params: Any) -> tuple:
+    """Arguments of one act call: a frame per env after a first (reset) step."""
+    cfg = agent_config(args, batch)
+    k_obs, k_act = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 7))
+    shape = (batch,) if batch > 1 else ()
+    obs = jax.random.randint(k_obs, (*shape, 64, 64, 3), 0, 256).astype(jnp.uint8)
+    belief = rssm.initial_state(cfg.model, shape)
+    prev_action = jnp.zeros((*shape, args.action_dim), jnp.float32)
+    first = jnp.ones(shape, bool)
+    keys = jax.random.split(k_act, batch) if batch > 1 else k_act
+    noise = cfg.exploration_noise  # a Python float, as the agent passes it
+    return (params, belief, prev_action, obs, first, keys, noise)
+
+
+def setup(args: argparse.Namespace, batch: int, params: Any = None) -> dict[str, Any]:
+    """The agent's act for `batch` beliefs and the arguments of one call.
+
+    One belief: the agent's single-env act (unbatched, as the agent with one environment runs
+    it); `batch` > 1: the agent's batched act. `params` (default: `init_params(args)`) lets
+    callers reuse one model across setups.
     """
-    batched = batch > 1 if batched is None else batched
-    if batch > 1 and not batched:
-        raise ValueError("batch > 1 needs the batched planner")
-    cfg, ccfg = model_config(args), cem_config(args)
-    _, k_obs, k_plan = jax.random.split(jax.random.key(args.seed), 3)
     params = init_params(args) if params is None else params
-    state = posterior_beliefs(params, cfg, args.action_dim, batch, k_obs)
-    keys = jax.random.split(k_plan, batch)
-    if not batched:
-        state, keys = jax.tree.map(lambda x: x[0], state), keys[0]
-    options = compiler_options(args)
-    sample = args.sample == "true"
-    planner = make_planner(cfg, ccfg, args.action_dim, batched, options, args.group, sample)
     return dict(
-        cfg=cfg, ccfg=ccfg, params=params, state=state, keys=keys, planner=planner, options=options
+        cfg=model_config(args),
+        ccfg=cem_config(args),
+        params=params,
+        act=agent_act(args, batch),
+        call_args=act_inputs(args, batch, params),
+        options=compiler_options(args),
     )
+
+
+def compile_act(args: argparse.Namespace, parts: dict[str, Any]) -> Any:
+    """The agent's act lowered and compiled for the call arguments (agent's XLA options, or
+    --xla_defaults' override)."""
+    lowered = parts["act"].lower(*parts["call_args"])
+    return lowered.compile(compiler_options=parts["options"] if args.xla_defaults else None)
 
 
 def timed(args: argparse.Namespace, compiled: Any, call_args: tuple, gflop: float) -> dict:
@@ -244,21 +238,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark described by `args` and return its record."""
     batch = args.batch
     parts = setup(args, batch)
-    cfg, ccfg, planner = parts["cfg"], parts["ccfg"], parts["planner"]
-    call_args = (parts["params"], parts["state"], parts["keys"])
+    cfg, ccfg, call_args = parts["cfg"], parts["ccfg"], parts["call_args"]
 
     start = time.perf_counter()
-    compiled = planner.lower(*call_args).compile()
+    compiled = compile_act(args, parts)
     compile_seconds = time.perf_counter() - start
 
     rows = batch * ccfg.candidates
     trips = ccfg.horizon * ccfg.iterations
     analytic = analytic_gflop(cfg, ccfg, args.action_dim, batch)
     sample = args.sample == "true"
-    xla_gflop = xla_step_gflop(parts["params"], cfg, args.action_dim, rows, sample) * trips
+    plan_gflop = xla_step_gflop(parts["params"], cfg, args.action_dim, rows, sample) * trips
+    belief_gflop = xla_posterior_gflop(parts["params"], cfg, args.action_dim, batch)
+    xla_gflop = plan_gflop + belief_gflop
 
     timing = timed(args, compiled, call_args, xla_gflop)
-    mean = compiled(*call_args)
+    action, _ = compiled(*call_args)
     median = timing["seconds_median"]
     record = {
         "benchmark": "planning",
@@ -266,33 +261,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {
             **dataclasses.asdict(ccfg),
             "batch": batch,
-            "group": args.group,
             "sample": sample,
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(cfg),
         },
+        "function": (
+            "agents.planet.make_functions(cfg, A).act"
+            if batch == 1
+            else "agents.planet_scale.make_act(cfg, A) (cfg.num_envs = batch)"
+        ),
         "compile_seconds": compile_seconds,
         "compiler_options": parts["options"],
         **timing,
         "gflop": xla_gflop,
+        "gflop_belief_update": belief_gflop,
         "gflop_method": (
             "XLA cost analysis (compiled.cost_analysis()['flops']) of one vmapped "
             f"latent step over {rows} states, times horizon x iterations = {trips} trips "
             "(XLA counts a while-loop body once, so the whole scanned call cannot be read "
-            "directly); CEM's own sampling/top_k/refit FLOPs are excluded"
+            "directly), plus that of the belief update (encoder + RSSM posterior); CEM's own "
+            "sampling/top_k/refit FLOPs are excluded"
         ),
         "gflop_analytic_matmul": analytic,
-        "gflop_analytic_method": ("exact matmul count of the latent step (analytic_gflop)"),
+        "gflop_analytic_method": (
+            "exact matmul count of the planner's latent steps (analytic_gflop; no belief update)"
+        ),
         "gflops_analytic_matmul": analytic / median,
         "peak_method": (
             f"jitted fp32 {args.peak_n}x{args.peak_n} matmul (median of 3), same process, "
-            "right before each timed call; best of the default dot and the planner's "
+            "right before each timed call; best of the default dot and the act's "
             "compiler_options"
         ),
         "fraction_of_peak_analytic_matmul": analytic / median / timing["peak_gflops"],
         "transitions_per_second": rows * trips / median,
-        "plan_finite": bool(jnp.all(jnp.isfinite(mean))),
-        "plan_shape": list(mean.shape),
+        "action_finite": bool(jnp.all(jnp.isfinite(action))),
+        "action_shape": list(action.shape),
     }
     return record
 

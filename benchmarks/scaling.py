@@ -1,15 +1,16 @@
 """Imagined latent transitions per second vs the number of environments planned in one call.
 
 PlaNet's planner (Hafner et al., ICML 2019) imagines candidates x horizon x iterations latent
-transitions per action. Planning many environments at once is `jax.vmap(cem.plan)` over their
-beliefs, so every dense layer becomes one [envs * candidates, K] x [K, N] matmul. This script
-measures transitions/s for 1, 4, 16, 64 environments (paper CEM settings by default; use
---candidates etc. for a quicker run), each as a fraction of the fp32 matmul peak measured in the
-same process right before each timed call, and writes JSON plus a PNG plot.
+transitions per action. Acting in many environments at once is the agent's batched act
+(``--num_envs``: `jax.vmap` of belief update + `cem.plan` over the beliefs), so every dense
+layer becomes one [envs * candidates, K] x [K, N] matmul. This script times the agent's own
+jitted act (`benchmarks.planning.setup`; 1 env: the single-env act) for 1, 4, 16, 64
+environments (paper CEM settings by default; use --candidates etc. for a quicker run) and
+reports transitions/s, each as a fraction of the fp32 matmul peak measured in the same process
+right before each timed call, and writes JSON plus a PNG plot.
 
     python -m benchmarks.scaling --json out/scaling.json           # also writes out/scaling.png
     python -m benchmarks.scaling --envs 1,4 --candidates 100 --json /tmp/s.json
-    python -m benchmarks.scaling --group 4 --json out/scaling_g4.json  # lax.map over 4-env groups
 
 Two more modes measure collection and sharding at the quick preset's size (point_reach; CEM
 200 candidates x horizon 10 x 5 iterations, RSSM 64/16), each with the fp32 matmul peak:
@@ -38,12 +39,12 @@ SUMMARY_KEYS = ("envs", "seconds_median", "transitions_per_second", "fraction_of
 
 
 def measure(args: argparse.Namespace, envs: int, params: Any = None) -> dict[str, Any]:
-    """One row: `envs` beliefs planned by one vmapped, jitted CEM call."""
-    parts = planning.setup(args, envs, batched=True, params=params)
-    cfg, ccfg, planner = parts["cfg"], parts["ccfg"], parts["planner"]
-    call_args = (parts["params"], parts["state"], parts["keys"])
+    """One row: `envs` beliefs acted on by one call of the agent's jitted act (`planning.setup`:
+    the single-env act for 1, the batched act of ``--num_envs`` for more)."""
+    parts = planning.setup(args, envs, params=params)
+    cfg, ccfg, call_args = parts["cfg"], parts["ccfg"], parts["call_args"]
     start = time.perf_counter()
-    compiled = planner.lower(*call_args).compile()
+    compiled = planning.compile_act(args, parts)
     compile_seconds = time.perf_counter() - start
     transitions = envs * ccfg.candidates * ccfg.horizon * ccfg.iterations
     gflop = planning.analytic_gflop(cfg, ccfg, args.action_dim, envs)
@@ -114,7 +115,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         **common.environment(),
         "config": {
             **dataclasses.asdict(ccfg),
-            "group": args.group,
             "sample": args.sample == "true",
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(planning.model_config(args)),
@@ -129,9 +129,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     plot_path = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if plot_path:
-        grouping = f"groups of {args.group}, " if args.group else ""
         title = (
-            f"CEM {ccfg.candidates} cand x H{ccfg.horizon} x {ccfg.iterations} it, {grouping}"
+            f"act: CEM {ccfg.candidates} cand x H{ccfg.horizon} x {ccfg.iterations} it, "
             f"{record['backend']} ({record['cpu_count']} cores)"
         )
         record["plot"] = str(plot(rows, plot_path, title))
@@ -201,8 +200,9 @@ def collect_rows(args: argparse.Namespace, envs: Sequence[int]) -> list[dict[str
     with --num_envs) and the on-device ``lax.scan``."""
     import jax
 
-    from jaxplanet import convs
+    from jaxplanet import compile as compile_lib
     from jaxplanet.agents import planet as agent
+    from jaxplanet.agents import planet_scale
     from jaxplanet.envs import point_reach, vector
     from jaxplanet.planet import acting, collect
 
@@ -210,8 +210,8 @@ def collect_rows(args: argparse.Namespace, envs: Sequence[int]) -> list[dict[str
     env = point_reach.make()
     a, spec = env.spec.action_dim, env.spec
     params = agent.init_train_state(cfg, jax.random.key(args.seed, impl="rbg"), a).params
-    options = convs.cpu_compiler_options()
-    act_fn = acting.make_act_batch(cfg.model, cfg.planner, a, options)
+    options = compile_lib.compiler_options("act")  # the agent's, for both loops
+    act_fn = planet_scale.make_act(cfg, a)  # the agent's batched act (--num_envs)
     device = jax.jit(
         collect.device_episodes,
         static_argnames=("mcfg", "pcfg", "random_actions"),
@@ -252,6 +252,7 @@ def shard_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Planning ``--beliefs`` beliefs on 1 device vs split over ``--devices`` (quick size)."""
     import jax
 
+    from jaxplanet import compile as compile_lib
     from jaxplanet import parallel, planet, rssm
     from jaxplanet.planners import cem
 
@@ -275,7 +276,7 @@ def shard_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     calls = {}
     for d in (1, args.devices):
         mesh = parallel.make_mesh(d)
-        fn = parallel.shard_plan(plan_batch, mesh, cem.compiler_options())
+        fn = parallel.shard_plan(plan_batch, mesh, compile_lib.compiler_options("act"))
         inputs = (parallel.replicate(params, mesh), parallel.shard_batch(beliefs, mesh))
         inputs += (parallel.shard_batch(keys, mesh),)
         calls[d] = lambda fn=fn, inputs=inputs: jax.block_until_ready(fn(*inputs))

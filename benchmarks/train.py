@@ -2,9 +2,11 @@
 
 One step = encoder over B x T frames, RSSM filtering scan over T, decoder and reward head,
 KL with free nats (and latent overshooting if enabled), backward pass and Adam update, as one
-jitted call (`jaxplanet.planet.train_step`). FLOP/s are a fraction of the fp32 matmul peak
-measured in the same process right before each timed call (DESIGN.md, "Performance method").
-On XLA:CPU the conv gradients dominate (see `benchmarks.conv_grad`).
+jitted call: the agent's OWN update on a batch, `agents.planet.make_functions(cfg,
+A).update_batch` (`jaxplanet.planet.train_step`, the train state donated), compiled with the
+agent's XLA options (`jaxplanet.compile.compiler_options("update")`). FLOP/s are a fraction of
+the fp32 matmul peak measured in the same process right before each timed call (DESIGN.md,
+"Performance method"). On XLA:CPU the conv gradients dominate (see `benchmarks.conv_grad`).
 
     python -m benchmarks.train --json out/train.json                # paper: 50 x 50, depth 32
     python -m benchmarks.train --overshooting 50                    # with latent overshooting
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from jaxplanet import convs, planet
+from jaxplanet import compile as compile_lib
 
 SUMMARY_KEYS = (
     "seconds_median",
@@ -107,34 +109,83 @@ def add_args(parser: Any) -> Any:
     return parser
 
 
-def run(args: Any) -> dict[str, Any]:
-    """Run the benchmark described by ``args`` and return its record."""
-    cfg = planet.ModelConfig(
+def agent_config(args: Any) -> Any:
+    """The PlaNet agent config (paper preset) with the flags' batch and model sizes."""
+    from jaxplanet.agents import planet_config
+
+    base = planet_config.paper()
+    model = dataclasses.replace(
+        base.model,
         depth=args.depth,
         deter=args.deter,
         stoch=args.stoch,
         hidden=args.hidden,
-        reward_hidden=100,
         overshooting_distance=args.overshooting,
         conv_impl=args.conv_impl,
         dtype=args.dtype,
     )
+    replay_device = base.replay_device if args.replay == "none" else args.replay
+    sizes = dict(batch_size=args.batch, seq_length=args.length)
+    return dataclasses.replace(base, **sizes, model=model, replay_device=replay_device)
+
+
+def agent_update(args: Any) -> Any:
+    """The agent's own jitted update on a batch, ``(train_state, batch, key) -> (train_state,
+    metrics)`` with the state donated (the object the agent calls)."""
+    from jaxplanet.agents import planet as agent
+
+    return agent.make_functions(agent_config(args), args.action_dim).update_batch
+
+
+def compiler_options(args: Any) -> dict[str, Any]:
+    """XLA options the update is compiled with: the agent's (`compiler_options("update")`), or
+    with --xla_defaults XLA's defaults (spelled out on CPU, where they override the agent's)."""
+    if not args.xla_defaults:
+        return compile_lib.compiler_options("update")
+    cpu = jax.default_backend() == "cpu"
+    return dict(compile_lib.CPU_VARIANTS["xla_default"]) if cpu else {}
+
+
+def setup(args: Any, state: Any = None) -> dict[str, Any]:
+    """The agent's update and the arguments of one call: a train state (default: a fresh one),
+    a random batch and a key."""
+    from jaxplanet.agents import planet as agent
+
+    agent_cfg = agent_config(args)
     b, t, a = args.batch, args.length, args.action_dim
-    k_obs, k_act, k_init = jax.random.split(jax.random.PRNGKey(0), 3)
+    k_obs, k_act, k_init = jax.random.split(jax.random.key(0, impl=agent_cfg.prng_impl), 3)
     batch = {
         "obs": jax.random.randint(k_obs, (b, t, 64, 64, 3), 0, 256).astype(jnp.uint8),
         "action": jax.random.uniform(k_act, (b, t, a), minval=-1, maxval=1),
         "reward": jnp.zeros((b, t), jnp.float32),
         "is_first": jnp.zeros((b, t), bool).at[:, 0].set(True),
     }
-    state = planet.init_train_state(cfg, k_init, a)
-    # Conv-heavy step: on CPU compile with Eigen convolutions, as the agent does.
-    options = convs.cpu_compiler_options()
-    step = jax.jit(lambda s, x, k: planet.train_step(s, cfg, x, k), compiler_options=options)
-    key = jax.random.PRNGKey(1)
+    state = agent.init_train_state(agent_cfg, k_init, a) if state is None else state
+    key = jax.random.key(1, impl=agent_cfg.prng_impl)  # typed, as the agent's keys
+    return dict(
+        cfg=agent_cfg.model,
+        update=agent_update(args),
+        call_args=(state, batch, key),
+        options=compiler_options(args),
+    )
+
+
+def compile_update(args: Any, parts: dict[str, Any]) -> Any:
+    """The agent's update lowered and compiled for the call arguments (agent's XLA options, or
+    --xla_defaults' override)."""
+    lowered = parts["update"].lower(*parts["call_args"])
+    return lowered.compile(compiler_options=parts["options"] if args.xla_defaults else None)
+
+
+def run(args: Any) -> dict[str, Any]:
+    """Run the benchmark described by ``args`` and return its record."""
+    parts = setup(args)
+    cfg, (state, batch, key) = parts["cfg"], parts["call_args"]
+    b, t, a = args.batch, args.length, args.action_dim
+    options = parts["options"]
 
     start = time.perf_counter()
-    compiled = step.lower(state, batch, key).compile()
+    compiled = compile_update(args, parts)
     compile_seconds = time.perf_counter() - start
     xla_gflop = common.cost_analysis(compiled).get("flops", math.nan) / 1e9
     scan_gflop = latent_scan_gflop_uncounted(
@@ -143,9 +194,14 @@ def run(args: Any) -> dict[str, Any]:
     gflop = xla_gflop + scan_gflop
     analytic_gflop = 3 * conv_forward_flops(args.depth) * b * t / 1e9
 
+    holder = [state]  # the update donates the state: each call takes the previous one's
+
+    def step(batch: dict, key: jax.Array) -> tuple:
+        holder[0], metrics = compiled(holder[0], batch, key)
+        return holder[0], metrics
+
     timing = common.time_against_peak(
-        compiled,
-        state,
+        step,
         batch,
         key,
         warmup=args.warmup,
@@ -153,13 +209,15 @@ def run(args: Any) -> dict[str, Any]:
         peak_n=args.peak_n,
         peak_options=[None, options] if options else [None],
     )
-    _, metrics = compiled(state, batch, key)
+    _, metrics = step(batch, key)
     timing = common.ratio_fields(gflop, timing)
     return {
         "benchmark": "train",
         **common.environment(),
         "config": {"batch": b, "length": t, "action_dim": a, "model": dataclasses.asdict(cfg)},
+        "function": "agents.planet.make_functions(cfg, A).update_batch",
         "compile_seconds": compile_seconds,
+        "compiler_options": options,
         **timing,
         "gflop": gflop,
         "gflop_method": (
@@ -183,22 +241,8 @@ def run_replay(args: Any) -> dict[str, Any]:
     """Updates per second of the agent's training loop with replay on the host or device."""
     from jaxplanet import replay
     from jaxplanet.agents import planet as agent
-    from jaxplanet.agents import planet_config
 
-    base = planet_config.paper()
-    model = dataclasses.replace(
-        base.model,
-        depth=args.depth,
-        deter=args.deter,
-        stoch=args.stoch,
-        hidden=args.hidden,
-        overshooting_distance=args.overshooting,
-        conv_impl=args.conv_impl,
-        dtype=args.dtype,
-    )
-    cfg = dataclasses.replace(
-        base, batch_size=args.batch, seq_length=args.length, model=model, replay_device=args.replay
-    )
+    cfg = agent_config(args)
     a, episode_steps, episodes = args.action_dim, 501, 8
     host = agent.replay_device(cfg)
     rng = np.random.default_rng(0)

@@ -26,8 +26,8 @@ By default XLA:CPU hands to YNNPACK every fp32 convolution that has no base dila
 output no larger than its input; YNNPACK runs these shapes 1.5-4x slower than XLA's own (Eigen)
 convolution (padded "full" and base-dilated convolutions already go to Eigen). For the full
 speed-up also compile the training step with
-``jax.jit(..., compiler_options=cpu_compiler_options())`` (or put the same flag in ``XLA_FLAGS``):
-it keeps YNNPACK for dots and reductions and only moves convolutions to Eigen.
+``jax.jit(..., compiler_options=jaxplanet.compile.compiler_options("update"))`` (as the PlaNet
+agent does): it keeps YNNPACK for dots and reductions and only moves convolutions to Eigen.
 ``benchmarks/conv_grad.py`` measures every layer both ways.
 
 On GPU/TPU keep ``impl="xla"`` (cuDNN / TPU convolutions are fast); ``impl="auto"`` picks "fast"
@@ -53,28 +53,12 @@ __all__ = [
     "conv",
     "conv_impl",
     "conv_transpose",
-    "cpu_compiler_options",
     "resolve_impl",
 ]
 
 Array = jax.Array
 _DN = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("xla", "fast", "auto")
-
-
-def cpu_compiler_options(backend: str | None = None) -> dict[str, str]:
-    """XLA compile options for ``jax.jit(..., compiler_options=...)`` of a conv-heavy step.
-
-    On the CPU backend this turns YNNPACK convolutions off (keeping YNNPACK dots and
-    reductions, the default's other members); elsewhere it returns ``{}``.
-    """
-    if (backend or jax.default_backend()) != "cpu":
-        return {}
-    return {
-        "xla_cpu_experimental_ynn_fusion_type": (
-            "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
-        )
-    }
 
 
 def resolve_impl(impl: str) -> str:

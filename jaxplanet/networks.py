@@ -19,7 +19,7 @@ constructor arguments used here and create the same parameters (``kernel`` [kh, 
 * ``"xla"``: ``flax.linen.Conv`` / ``ConvTranspose`` (best with cuDNN / TPU convolutions);
 * ``"fast"``: :mod:`jaxplanet.convs` (same functions and parameters, custom VJPs that run
   well on XLA:CPU, whose autodiff gradients of strided (transposed) convs are very slow;
-  compile with ``convs.cpu_compiler_options()`` for its full speed);
+  compile with ``jaxplanet.compile.compiler_options("update")`` for its full speed);
 * ``"auto"`` (a name, not a registry entry): ``"fast"`` on the CPU backend, else ``"xla"``.
 """
 

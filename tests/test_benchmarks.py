@@ -1,4 +1,6 @@
-"""Smoke tests of the benchmarks at a tiny size: JSON fields exist and are sane."""
+"""The benchmarks' helpers (FLOP formulas, timing ratios, CPU monitor) in the default suite;
+smoke runs of each benchmark's main at a tiny size are ``slow`` (they time and compile, and
+check only that the JSON fields exist and are sane: ``pytest -m slow tests/test_benchmarks.py``)."""
 
 import io
 import json
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import common, planning, scaling
+from jaxplanet import compile as compile_lib
 from jaxplanet import planet
 from jaxplanet.planners import cem
 
@@ -37,16 +40,17 @@ def test_step_flops_paper_size_is_the_published_figure():
     )
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_sampled_and_mean_plans_at_tiny_size():
     args = common.parse(planning.add_model_args(common.make_parser("tiny")), TINY)
     plans = {}
     for sample in ("true", "false"):
         args.sample = sample
-        parts = planning.setup(args, 1)
-        plans[sample] = np.asarray(parts["planner"](parts["params"], parts["state"], parts["keys"]))
-        again = parts["planner"](parts["params"], parts["state"], parts["keys"])
+        parts = planning.setup(args, 1)  # the agent's act: (action [A], belief)
+        plans[sample] = np.asarray(parts["act"](*parts["call_args"])[0])
+        again = parts["act"](*parts["call_args"])[0]
         np.testing.assert_array_equal(plans[sample], again)  # same key, same plan
-    assert plans["true"].shape == plans["false"].shape == (3, 2)
+    assert plans["true"].shape == plans["false"].shape == (2,)
     assert np.all(np.abs(plans["true"]) <= 1.0)
     assert not np.array_equal(plans["true"], plans["false"])  # sampling changes the rollouts
 
@@ -128,6 +132,7 @@ def test_cpu_monitor_reads_this_machine():
     assert share is not None and 0.0 <= share <= 1.0
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_planning_main_tiny(tmp_path):
     out = tmp_path / "planning.json"
     record = planning.main([*TINY, "--json", str(out)])
@@ -141,21 +146,21 @@ def test_planning_main_tiny(tmp_path):
     assert "cost analysis" in record["gflop_method"]
     # XLA's count includes bias adds / activations, so it is at least the matmul count.
     assert record["gflop"] >= record["gflop_analytic_matmul"] > 0
-    assert record["plan_shape"] == [3, 2] and record["plan_finite"]
+    assert record["action_shape"] == [2] and record["action_finite"]
     assert record["backend"] == "cpu" and record["config"]["candidates"] == 16
-    assert record["compiler_options"] == cem.compiler_options()
+    assert record["compiler_options"] == compile_lib.compiler_options("act")
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_planning_main_batched(tmp_path):
     record = planning.main([*TINY, "--batch", "3", "--repeats", "1"])
-    assert record["plan_shape"] == [3, 3, 2]
-    grouped = planning.main([*TINY, "--batch", "3", "--group", "2", "--repeats", "1"])
-    assert grouped["plan_shape"] == [3, 3, 2] and grouped["config"]["group"] == 2
+    assert record["action_shape"] == [3, 2]
     assert record["transitions_per_second"] == pytest.approx(
         3 * 16 * 3 * 2 / record["seconds_median"]
     )
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_scaling_main_tiny(tmp_path):
     out = tmp_path / "scaling.json"
     record = scaling.main([*TINY, "--envs", "1,4", "--json", str(out)])
@@ -170,6 +175,7 @@ def test_scaling_main_tiny(tmp_path):
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_train_benchmark_tiny(tmp_path):
     from benchmarks import train
 
@@ -213,7 +219,21 @@ def test_train_benchmark_tiny(tmp_path):
         assert field in saved, field
     assert record["gflop"] > 0 and record["peak_gflops"] > 0
     assert 0 < record["fraction_of_peak"] < 10 and record["loss_finite"]
-    assert train.conv_forward_flops(32) == 77_363_200  # 2 x MACs of the paper encoder+decoder
+
+
+def test_conv_forward_flops_paper_encoder_decoder():
+    from benchmarks import train
+
+    # 2 x MACs, layer by layer: (input size, in, out channels, kernel), stride 2, VALID; the
+    # encoder's output is (size - k) // 2 + 1 wide, a transposed conv spreads each input pixel
+    # over k x k taps.
+    encoder = [(64, 3, 32, 4), (31, 32, 64, 4), (14, 64, 128, 4), (6, 128, 256, 4)]
+    decoder = [(1, 1024, 128, 5), (5, 128, 64, 5), (13, 64, 32, 6), (30, 32, 3, 6)]
+    macs = sum(((s - k) // 2 + 1) ** 2 * k * k * i * o for s, i, o, k in encoder)
+    macs += sum(s * s * k * k * i * o for s, i, o, k in decoder)
+    assert train.conv_forward_flops(32) == 2 * macs == 77_363_200
+    # Half the depth: the inner layers (channels x channels) cost a quarter.
+    assert train.conv_forward_flops(16) < train.conv_forward_flops(32) / 3
 
 
 def test_latent_scan_gflop_uncounted_paper_size():
@@ -222,7 +242,9 @@ def test_latent_scan_gflop_uncounted_paper_size():
     from jaxplanet import rssm
 
     cfg = planet.ModelConfig()
-    params = rssm.init(cfg, jax.random.PRNGKey(0), cfg.embed_dim, 6)["params"]
+    # Only the kernels' shapes count: no parameters are made.
+    params = jax.eval_shape(lambda k: rssm.init(cfg, k, cfg.embed_dim, 6), jax.random.key(0))
+    params = params["params"]
     prior, posterior = 36 * 200 + 400 * 600 + 200 * 200 + 200 * 60, 200 * 200 + 200 * 60
     observe = 49 * 50 * (prior + posterior)
     overshoot = 49 * 50 * 50 * prior
@@ -231,6 +253,7 @@ def test_latent_scan_gflop_uncounted_paper_size():
     assert train.latent_scan_gflop_uncounted(params, 50, 50, 0) == pytest.approx(6 * observe / 1e9)
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_train_benchmark_replay_modes_tiny(where):
     from benchmarks import train
@@ -304,6 +327,7 @@ def test_scaling_collect_and_shard_modes_tiny(tmp_path):
     assert record["sharded_vs_unsharded"] > 0
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_vector_envs_benchmark_tiny(tmp_path):
     from benchmarks import vector_envs
 

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxplanet import convs, replay, rssm
+from jaxplanet import compile as compile_lib
+from jaxplanet import replay, rssm
 from jaxplanet.agents import episodes as episodes_lib
 from jaxplanet.agents import planet as agent
 from jaxplanet.agents import planet_config
@@ -22,11 +23,11 @@ def setup():
     cfg = planet_config.tiny()
     params = agent.init_train_state(cfg, jax.random.key(0, impl="rbg"), A).params
     env = point_reach.make(episode_length=24)  # 12 agent steps
-    act_fn = acting.make_act_batch(cfg.model, cfg.planner, A, convs.cpu_compiler_options())
+    act_fn = acting.make_act_batch(cfg.model, cfg.planner, A, compile_lib.compiler_options("act"))
     device = jax.jit(
         collect.device_episodes,
         static_argnames=("mcfg", "pcfg", "random_actions"),
-        compiler_options=convs.cpu_compiler_options(),
+        compiler_options=compile_lib.compiler_options("act") or None,
     )
     # Two episodes: reset seeds 3 and 4 (the host adapter's first episode of each), own keys.
     reset_keys = jnp.stack([base.JaxHostAdapter(env).episode_key(s, 0) for s in (3, 4)])

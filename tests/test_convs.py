@@ -176,17 +176,29 @@ def test_impl_selection_and_fallbacks():
     assert _rel_err(same.apply(params, x), nn.Conv(4, (3, 3), 2, "SAME").apply(params, x)) < 1e-6
 
 
-def test_cpu_compiler_options():
-    assert convs.cpu_compiler_options("gpu") == {}
-    opts = convs.cpu_compiler_options("cpu")
-    assert set(opts) == {"xla_cpu_experimental_ynn_fusion_type"}
-    if jax.default_backend() == "cpu":
-        x = jax.random.normal(jax.random.key(7), (2, 14, 14, 32))
-        w = jax.random.normal(jax.random.key(8), (4, 4, 32, 64))
-        f = jax.jit(lambda x, w: convs.conv(x, w, 2, impl="fast"), compiler_options=opts)
-        assert _rel_err(f(x, w), convs.conv(x, w, 2)) < 1e-5
+def test_fast_conv_under_the_update_compiler_options():
+    # The training step's XLA options (Eigen convolutions on CPU) give the same conv.
+    from jaxplanet import compile as compile_lib
+
+    opts = compile_lib.compiler_options("update")
+    x = jax.random.normal(jax.random.key(7), (2, 14, 14, 32))
+    w = jax.random.normal(jax.random.key(8), (4, 4, 32, 64))
+    f = jax.jit(lambda x, w: convs.conv(x, w, 2, impl="fast"), compiler_options=opts or None)
+    assert _rel_err(f(x, w), convs.conv(x, w, 2)) < 1e-5
 
 
+def test_benchmark_layer_gflop_hand_counts():
+    # 2 x MACs x batch: a conv's k x k taps at each of its (size - k) // 2 + 1 squared outputs,
+    # a transposed conv's at each of its size squared inputs.
+    enc1 = conv_grad.layer_gflop("conv", 64, 3, 32, 4, 2)
+    assert enc1 == pytest.approx(2 * 2 * 31**2 * 16 * 3 * 32 / 1e9)
+    dec2 = conv_grad.layer_gflop("deconv", 5, 128, 64, 5, 2)
+    assert dec2 == pytest.approx(2 * 2 * 25 * 25 * 128 * 64 / 1e9)
+    total = sum(conv_grad.layer_gflop(*layer[1:], 1) for layer in conv_grad.LAYERS)
+    assert total == pytest.approx(77_363_200 / 1e9)  # the paper encoder + decoder per frame
+
+
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
 def test_benchmark_tiny_run(tmp_path):
     out = tmp_path / "conv_grad.json"
     record = conv_grad.main(

@@ -36,7 +36,6 @@ import numpy as np
 from jaxplanet import (
     checkpoint,
     console,
-    convs,
     envs,
     parallel,
     planet,
@@ -47,6 +46,7 @@ from jaxplanet import (
     timing,
     video,
 )
+from jaxplanet import compile as compile_lib
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
@@ -80,7 +80,8 @@ def make_functions(
     seed axis (train state, replay and keys [K, ...]; vmapped); ``act`` and ``open_loop`` stay
     per seed. With a device ``mesh`` the update is the data-parallel ``update_batch`` (batch
     split over the devices; ``update`` is None). Cached on the fields they depend on, so runs
-    in one process share compilations.
+    in one process share compilations. XLA options: ``jaxplanet.compile.compiler_options("act")``
+    for ``act``, ``("update")`` for the update functions and ``open_loop``.
     """
     return _make_functions(
         cfg.model,
@@ -106,9 +107,11 @@ def _make_functions(
     mesh: jax.sharding.Mesh | None = None,
 ) -> Functions:
 
-    cpu_options = convs.cpu_compiler_options()  # Eigen convs on CPU ({} elsewhere)
+    # XLA options per kind of function (jaxplanet.compile; the benchmarks time these functions).
+    act_options = compile_lib.compiler_options("act") or None
+    update_options = compile_lib.compiler_options("update") or None
 
-    @functools.partial(jax.jit, compiler_options=cpu_options)
+    @functools.partial(jax.jit, compiler_options=act_options)
     def act(params, belief, prev_action, obs, is_first, key, noise):  # one definition: acting
         return acting.act(
             params, mcfg, pcfg, action_dim, belief, prev_action, obs, is_first, key, noise
@@ -124,7 +127,7 @@ def _make_functions(
         k_batch, k_loss = jax.random.split(key)
         return update_batch(train_state, sample_batch(replay_state, k_batch), k_loss)
 
-    @functools.partial(jax.jit, compiler_options=cpu_options)
+    @functools.partial(jax.jit, compiler_options=update_options)  # conv-heavy, as the update
     def open_loop(params, batch, key):
         return planet.open_loop_predictions(params, mcfg, batch, context, key)
 
@@ -137,12 +140,12 @@ def _make_functions(
     if mesh is not None:
         fused = None
         step = parallel.shard_train_step(
-            update_batch_fn, mesh, donate=True, compiler_options=cpu_options
+            update_batch_fn, mesh, donate=True, compiler_options=update_options
         )
         target = parallel.batch_sharding(mesh)
     else:
-        fused = jax.jit(update_fn, donate_argnums=0, compiler_options=cpu_options)
-        step = jax.jit(update_batch_fn, donate_argnums=0, compiler_options=cpu_options)
+        fused = jax.jit(update_fn, donate_argnums=0, compiler_options=update_options)
+        step = jax.jit(update_batch_fn, donate_argnums=0, compiler_options=update_options)
         target = None
     add_episode = jax.jit(replay.add_episode, donate_argnums=0)
     return Functions(act, fused, jax.jit(sample_fn), step, add_episode, open_loop, target)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxplanet import compile as compile_lib
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet import parallel, replay
@@ -133,9 +134,7 @@ def make_act(cfg: PlanetConfig, action_dim: int, mesh: jax.sharding.Mesh | None 
     (row ``k * N + j`` is env j of seed k); ``params`` has a leading seed axis when K > 1.
     With a mesh (one seed) the N rows are split over its devices.
     """
-    from jaxplanet import convs
-
-    options = convs.cpu_compiler_options()
+    options = compile_lib.compiler_options("act")  # as the one-env agent's act
     mcfg, pcfg, k = cfg.model, cfg.planner, cfg.num_seeds
     fn = acting.make_act_batch(mcfg, pcfg, action_dim, options, jit=False)
     if k == 1:
@@ -242,7 +241,8 @@ def _device_collector(env: Any, mcfg: Any, pcfg: Any, random: bool) -> Any:
     def one_seed(params, reset_keys, keys, noise):
         return collect.device_episodes(env, params, mcfg, pcfg, reset_keys, keys, noise, random)
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None)))
+    options = compile_lib.compiler_options("act") or None  # it plans, as the agent's act
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None)), compiler_options=options)
 
 
 @functools.partial(jax.jit, donate_argnums=0, static_argnums=2)

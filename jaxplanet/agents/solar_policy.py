@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import convs, lgssm, solar
+from jaxplanet import compile as compile_lib
+from jaxplanet import lgssm, solar
 from jaxplanet.agents import episodes as episodes_lib
 from jaxplanet.agents import solar_fit
 from jaxplanet.agents.solar_config import RESUMABLE_FIELDS, SolarConfig
@@ -52,7 +53,8 @@ def make_functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4)
 def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
     mcfg, T, n = cfg.model, cfg.horizon, cfg.model.latent
-    jit = functools.partial(jax.jit, compiler_options=convs.cpu_compiler_options())
+    options = compile_lib.compiler_options("update") or None
+    jit = functools.partial(jax.jit, compiler_options=options)
 
     def belief_step(params, belief, F, Q, prev_action, obs, t):
         pm, pv = solar.encode(params, mcfg, obs)

@@ -31,22 +31,20 @@ each dense layer of a vmapped `step` becomes one `[candidates, K] x [K, N]` matm
 iteration is a single `lax.scan` of `jax.vmap(step)` over the horizon; iterations are a
 `lax.scan` too, so a whole planning call is one XLA computation with static shapes and no host
 round trips. Under `jax.vmap` over a batch of states the matmuls become
-`[batch * candidates, K] x [K, N]`. On XLA:CPU, jit with `compiler_options()` (XLA's own dot
-instead of YNNPACK's; faster at paper size, see benchmarks/planning.py).
+`[batch * candidates, K] x [K, N]`. The PlaNet agent jits its planning step with
+`jaxplanet.compile.compiler_options("act")` (XLA options chosen by measurement; see there).
 
 Example (a learned PlaNet model, the step built inside jit from traced params):
 
     plan_fn = jax.jit(
         lambda params, belief, key: cem.plan(
-            planet.latent_step(params, cfg), belief, key, horizon=12, action_dim=A),
-        compiler_options=cem.compiler_options())
+            planet.latent_step(params, cfg), belief, key, horizon=12, action_dim=A))
     mean = plan_fn(params, belief, key)                  # [12, A]; execute mean[0]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -59,7 +57,6 @@ __all__ = [
     "CEMConfig",
     "CEMInfo",
     "Step",
-    "compiler_options",
     "evaluate",
     "plan",
     "plan_with",
@@ -250,36 +247,6 @@ def plan(
     if return_info:
         return mean, CEMInfo(best_return=best, elite_return=elite, std=std)
     return mean
-
-
-_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-@functools.cache
-def _options_supported(backend: str, items: tuple[tuple[str, str], ...]) -> bool:
-    try:
-        x = jax.device_put(jnp.ones((2, 2)), jax.local_devices(backend=backend)[0])
-        jax.jit(jnp.matmul, compiler_options=dict(items))(x, x).block_until_ready()
-    except Exception:  # an XLA build that does not know the option
-        return False
-    return True
-
-
-def compiler_options(backend: str | None = None) -> dict[str, str]:
-    """XLA compiler options that speed up planning on `backend` (default: JAX's default).
-
-    On XLA:CPU (jax 0.10.2) dots run through YNNPACK by default; for the planner's
-    [candidates, K] x [K, N] matmuls (K, N ~ 200-600) XLA's own (Eigen) dot is faster, so this
-    returns ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` on CPU (measured in
-    benchmarks/planning.py; see its --xla_defaults flag). Elsewhere, or where the installed XLA
-    does not know the option, it returns ``{}``. Use as
-    ``jax.jit(plan_fn, compiler_options=cem.compiler_options())``.
-    """
-    backend = backend or jax.default_backend()
-    if backend != "cpu":
-        return {}
-    items = tuple(sorted(_CPU_OPTIONS.items()))
-    return dict(_CPU_OPTIONS) if _options_supported(backend, items) else {}
 
 
 def plan_with(
