@@ -13,6 +13,10 @@ Shared by the experiment entry points of all three systems.
   during an XLA compile), exits at once. Both leave a run directory that resumes from its last
   checkpoint exactly as after a kill.
 - `summary_table` is the end-of-run report.
+
+Rows every system's banner and table share: `preset_line` (the preset and the fields changed
+from it), `gpu_sized_warning` (GPU-sized settings on a CPU), `time_rows` (``wall time``, ``CPU
+time``) and `output_rows` (metrics, TensorBoard, videos, plot, how to evaluate).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -35,9 +40,14 @@ __all__ = [
     "StopOnInterrupt",
     "StopRequested",
     "banner",
+    "changed_fields",
     "devices_line",
     "format_duration",
+    "gpu_sized_warning",
+    "output_rows",
+    "preset_line",
     "summary_table",
+    "time_rows",
 ]
 
 INTERRUPT_EXIT = 130
@@ -81,6 +91,72 @@ def banner(title: str, rows: Sequence[tuple[str, str]], warnings: Sequence[str] 
 def summary_table(title: str, rows: Sequence[tuple[str, str]]) -> str:
     """The end-of-run report, aligned like `banner`."""
     return banner(title, rows)
+
+
+def changed_fields(cfg: Any, base: Any, ignore: Sequence[str] = ("env", "seed")) -> str:
+    """``"a=1, model.b=2"``: the fields of the dataclass config ``cfg`` whose values differ
+    from ``base``'s (flattened, in field order; ``ignore``d fields never count), or ""."""
+    from jaxplanet import config as config_lib
+
+    default = config_lib.flatten(config_lib.to_dict(base))
+    current = config_lib.flatten(config_lib.to_dict(cfg))
+    return ", ".join(
+        f"{k}={v}" for k, v in current.items() if k not in ignore and default.get(k) != v
+    )
+
+
+def preset_line(cfg: Any, preset: str, presets: Mapping[str, Callable[[], Any]]) -> str:
+    """The banner's ``preset`` row: ``"quick"``, ``"quick, changed: episodes=60, ..."`` (the
+    fields set by flags; env and seed have rows of their own), ``"the run directory's saved
+    config"`` (``preset="saved"``, a resumed run) or ``"custom config"``."""
+    if preset not in presets:
+        return "the run directory's saved config" if preset == "saved" else "custom config"
+    changed = changed_fields(cfg, presets[preset]())
+    return preset + (f", changed: {changed}" if changed else "")
+
+
+def gpu_sized_warning(cost: str, instead: str = "--preset=quick", backend: str | None = None):
+    """``["these are GPU/TPU-sized settings: <cost>; <instead> is sized for a CPU"]`` when the
+    run is on the CPU backend (``backend``, default JAX's), else ``[]``."""
+    if (backend or jax.default_backend()) != "cpu":
+        return []
+    return [f"these are GPU/TPU-sized settings: {cost}; {instead} is sized for a CPU"]
+
+
+def time_rows(
+    wall_seconds: float,
+    cpu_seconds: float | None = None,
+    cpu_note: str = "this process and its finished worker processes",
+) -> list[tuple[str, str]]:
+    """The end table's ``wall time`` row (this session) and, given, its ``CPU time`` row."""
+    rows = [("wall time", f"{format_duration(wall_seconds)} (this session)")]
+    if cpu_seconds is not None:
+        rows.append(("CPU time", f"{format_duration(cpu_seconds)} ({cpu_note})"))
+    return rows
+
+
+def output_rows(
+    logdir: str | Path,
+    metrics: Sequence[str | Path] = ("metrics.jsonl",),
+    videos: str = "",
+    evaluate: str = "",
+) -> list[tuple[str, str]]:
+    """The end table's rows saying where the outputs are: ``metrics`` (files under ``logdir``),
+    ``TensorBoard``, ``videos`` (when ``logdir/videos`` exists; ``videos`` says what they
+    show), ``plot`` (the first ``*.png`` in ``logdir``) and ``evaluate`` (a command)."""
+    logdir = Path(logdir)
+    rows = [
+        ("metrics", "  ".join(str(logdir / m) for m in metrics)),
+        ("TensorBoard", f"tensorboard --logdir {logdir}"),
+    ]
+    if (logdir / "videos").is_dir():
+        rows.append(("videos", f"{logdir / 'videos'}/" + (f"  ({videos})" if videos else "")))
+    plots = sorted(logdir.glob("*.png"))
+    if plots:
+        rows.append(("plot", str(plots[0])))
+    if evaluate:
+        rows.append(("evaluate", evaluate))
+    return rows
 
 
 class RunProgress:

@@ -151,9 +151,9 @@ class Evolution(NamedTuple):
         """Candidates per generation."""
         return self.strategy.population_size
 
-    def init(self, key: jax.Array) -> Any:
-        """CMA-ES state with mean `mean0`."""
-        return self.strategy.init(key, self.mean0, self.es_params)
+    def init(self, key: jax.Array, mean: jax.Array | None = None) -> Any:
+        """CMA-ES state with mean `mean0` (or ``mean``, flat f32 [P]) and the initial sigma."""
+        return self.strategy.init(key, self.mean0 if mean is None else mean, self.es_params)
 
     def ask(self, key: jax.Array, state: Any) -> tuple[jax.Array, Any]:
         """Candidates f32 [population, P] and the new state."""

@@ -6,7 +6,8 @@
         borders=[None, [GREEN] * 5 + [RED] * (T - 5)],
     )                                                        # uint8 [T, CAPTION + s*H, n*s*W, 3]
 
-Captions are drawn once per distinct text with matplotlib (Agg) and cached.
+Captions are drawn once per distinct text with matplotlib (Agg) and cached. `step_captions`
+makes per-frame texts that follow an episode (``"real t=12 R=3.4"``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CAPTION_HEIGHT", "GREEN", "RED", "caption", "side_by_side"]
+__all__ = ["CAPTION_HEIGHT", "GREEN", "RED", "caption", "side_by_side", "step_captions"]
 
 CAPTION_HEIGHT = 18
 GREEN = (40, 180, 60)
@@ -73,3 +74,27 @@ def side_by_side(
             frames.append(np.concatenate([caption(titles[p][t], width), frame], axis=0))
         out.append(np.stack(frames))
     return np.concatenate(out, axis=2)
+
+
+def step_captions(
+    label: str, rewards: Sequence[float] | np.ndarray, ended: int | None = None
+) -> list[str]:
+    """Per-frame captions of an episode's T + 1 frames: ``"<label> t=<t> R=<return so far>"``
+    (``"<label> ended R=<return>"`` from the frame at which it ended), short enough for a
+    128-pixel caption (about 19 characters).
+
+    Args:
+      label: what the panel shows ("real", "dream", ...).
+      rewards: the T rewards between the frames (frame t has seen ``rewards[:t]``).
+      ended: the index of the frame at which the episode ended, or None.
+
+    Returns:
+      T + 1 strings.
+    """
+    returns = np.concatenate([[0.0], np.cumsum(np.asarray(rewards, np.float64))])
+    out = []
+    for t, ret in enumerate(returns):
+        shown = f"{ret:.0f}" if abs(ret) >= 100 else f"{ret:.1f}"
+        done = ended is not None and t >= ended
+        out.append(f"{label} ended R={shown}" if done else f"{label} t={t} R={shown}")
+    return out

@@ -129,7 +129,7 @@ def test_summary_metrics_timing_and_curves(tiny_run):
     assert summary["random_length_mean"] == 10  # agent steps: 20 env steps at action repeat 2
     rows = logging_lib.read_metrics(logdir)
     assert any("eval_return_mean" in r and "random_return_mean" in r for r in rows)
-    for stage in wm.STAGES:
+    for stage in (s for s in wm.STAGES if s != "iterate"):  # iterate: nothing with 1 round
         (wall,) = [r[f"time/{stage}_wall_s"] for r in rows if f"time/{stage}_wall_s" in r]
         (cpu,) = [r[f"time/{stage}_cpu_s"] for r in rows if f"time/{stage}_cpu_s" in r]
         assert wall > 0 and cpu > 0
@@ -248,6 +248,27 @@ def test_final_controller_is_public_and_scores_as_evaluated(tiny_run):
     assert flat.shape == (controllers.num_params(r.vae.z_dim, r.mdn.hidden, 2),)
     a = controllers.act(ctrl, np.zeros(r.vae.z_dim, np.float32), np.zeros(r.mdn.hidden))
     assert a.shape == (2,) and np.all(np.abs(np.asarray(a)) <= 1)
+
+
+def test_real_vs_dream_video_is_captioned_and_shows_the_evaluated_episode(tiny_run):
+    """Each half has a caption (step, return so far) above it; below, the left half is the
+    real episode `dream.jax_env_returns` plays with the video's key, upscaled 2x."""
+    from jaxplanet import dream, video
+
+    logdir, _ = tiny_run
+    run = wm.Run(CFG, logdir)
+    params = wm.world_model_params(run, "evaluate")
+    ctrl = wm.controller_choice(run).ctrl
+    frames = wm.real_and_dream_video(run, params, ctrl)
+    steps = min(CFG.video_length, run.spec.agent_steps)
+    assert frames.shape == (steps + 1, video.CAPTION_HEIGHT + 128, 256, 3)
+    play = jax.jit(dream.jax_env_returns, static_argnums=(0, 2, 5))
+    _, real = play(run.jax_env, params, run.dcfg, ctrl, run.key(wm_run.EVAL, 1), steps)
+    body, header = frames[:, video.CAPTION_HEIGHT :], frames[:, : video.CAPTION_HEIGHT]
+    np.testing.assert_array_equal(body[:, :, :128], np.asarray(real).repeat(2, 1).repeat(2, 2))
+    assert header[:, :, :128].max() > 128 and header[:, :, 128:].max() > 128
+    assert not np.array_equal(header[0, :, :128], header[1, :, :128])  # "real t=0" -> "t=1"
+    assert not np.array_equal(header[0, :, 128:], header[1, :, 128:])
 
 
 def test_paper_preset_is_the_released_agent_per_task():

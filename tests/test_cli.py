@@ -214,7 +214,7 @@ def test_run_command_maps_errors_to_exit_statuses(capsys):
     "module, args, modes",
     [
         ("experiments.solar", ["--preset=tiny"], ("train", "eval")),
-        ("experiments.world_models", ["--env=point_reach", "--preset=tiny"], (None,)),
+        ("experiments.world_models", ["--env=point_reach", "--preset=tiny"], (None, "eval")),
     ],
 )
 def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys, module, args, modes):
@@ -230,3 +230,62 @@ def test_logdir_that_is_or_lies_under_a_file_is_refused(tmp_path, capsys, module
     err = capsys.readouterr().err
     assert err == f"error: --logdir: {afile} is a file, so {afile / 'sub' / 'run'} cannot be made\n"
     assert afile.read_text() == "{}"
+
+
+@pytest.mark.parametrize("system", ["planet", "solar", "world_models"])
+def test_every_command_has_eval_mode(system):
+    module = importlib.import_module(f"jaxplanet.cli.{system}")
+    args, _ = module.parse_args(["--mode=eval", "--logdir=runs/x", "--eval_episodes=3"])
+    assert (args.mode, args.logdir, args.list_envs) == ("eval", "runs/x", False)
+
+
+@pytest.mark.parametrize(
+    "system, warned",
+    [
+        ("world_models", "the collect stage alone plays 10,000 real doom_take_cover episodes"),
+        ("solar", "4,000 model steps"),
+    ],
+)
+def test_paper_banner_warns_on_a_cpu_as_planet_does(system, warned):
+    """World Models and SOLAR build their banner from the config (nothing runs): the rows PlaNet's
+    has, and its GPU-size warning for the paper preset on a CPU, naming what to run instead."""
+    agent = importlib.import_module(f"jaxplanet.agents.{system}")
+    presets = importlib.import_module(f"jaxplanet.agents.{system}_config")
+    text = agent.banner(presets.paper(), "runs/x", "paper", backend="cpu")
+    names = [line.split()[0] for line in text.splitlines()[1:]]
+    for row in ("preset", "env", "devices", "output", "warning:"):
+        assert row in names, row
+    (warning,) = [line for line in text.splitlines() if line.startswith("  warning: ")]
+    assert warning.startswith("  warning: these are GPU/TPU-sized settings: ")
+    assert warned in warning and warning.endswith("is sized for a CPU")
+    assert "--preset=quick" in warning
+    assert "warning" not in agent.banner(presets.paper(), "runs/x", "paper", backend="gpu")
+
+
+def test_end_tables_share_planet_rows(tmp_path):
+    """The rows every end table has, named and worded as PlaNet's: wall time, metrics,
+    TensorBoard, videos, plot, evaluate."""
+    from jaxplanet.agents import planet, solar, world_models
+
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "learning_curves.png").write_bytes(b"")
+    common = {"logdir": str(tmp_path), "wall_seconds": 65.0}
+    tables = {
+        "planet": planet.summary_rows(
+            {**common, "episodes": 4, "env_steps": 160, "grad_steps": 6, "time_shares": {}}
+        ),
+        "solar": solar.summary_rows({**common, "cpu_seconds": 30.0}),
+        "world_models": world_models.summary_rows(
+            {**common, "directory": str(tmp_path), "cpu_seconds": 30.0, "stage_seconds": {}}
+        ),
+    }
+    for system, rows in tables.items():
+        table = dict(rows)
+        assert table["wall time"] == "1 min 5 s (this session)", system
+        assert table["TensorBoard"] == f"tensorboard --logdir {tmp_path}", system
+        assert table["metrics"].startswith(str(tmp_path / "metrics.jsonl")), system
+        assert table["videos"].startswith(f"{tmp_path / 'videos'}/"), system
+        assert table["plot"] == str(tmp_path / "learning_curves.png"), system
+        assert "--mode=eval" in table["evaluate"], system
+    for system in ("solar", "world_models"):
+        assert dict(tables[system])["CPU time"].startswith("30 s ("), system

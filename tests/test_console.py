@@ -77,3 +77,48 @@ def test_stuck_main_thread_is_stopped_after_the_grace_period():
     assert result.returncode == console.INTERRUPT_EXIT
     assert "not reached" not in result.stdout
     assert "no safe point within 1 s" in result.stderr
+
+
+def test_preset_line_names_the_fields_changed_from_the_preset():
+    import dataclasses
+
+    from jaxplanet.agents import planet, planet_config
+
+    tiny = planet_config.tiny()
+    presets = planet_config.PRESETS
+    assert console.preset_line(tiny, "tiny", presets) == "tiny"
+    changed = dataclasses.replace(tiny, episodes=7, env="cheetah_run", seed=3)  # own rows
+    assert console.preset_line(changed, "tiny", presets) == "tiny, changed: episodes=7"
+    model = dataclasses.replace(tiny.model, deter=5)
+    assert console.preset_line(dataclasses.replace(tiny, model=model), "tiny", presets) == (
+        "tiny, changed: model.deter=5"
+    )
+    assert console.preset_line(tiny, "saved", presets) == "the run directory's saved config"
+    assert console.preset_line(tiny, "", presets) == "custom config"
+    if hasattr(planet, "_preset_line"):  # PlaNet's banner row, which this one reproduces
+        for cfg, name in ((changed, "tiny"), (tiny, "saved"), (planet_config.quick(), "tiny")):
+            assert console.preset_line(cfg, name, presets) == planet._preset_line(cfg, name)
+
+
+def test_gpu_sized_warning_only_on_a_cpu():
+    (text,) = console.gpu_sized_warning("days", "--preset=quick", backend="cpu")
+    assert text == "these are GPU/TPU-sized settings: days; --preset=quick is sized for a CPU"
+    assert console.gpu_sized_warning("days", backend="gpu") == []
+
+
+def test_time_and_output_rows(tmp_path):
+    assert console.time_rows(65.0) == [("wall time", "1 min 5 s (this session)")]
+    rows = dict(console.time_rows(5.0, 125.0, "this process"))
+    assert rows["CPU time"] == "2 min 5 s (this process)"
+    rows = dict(console.output_rows(tmp_path, evaluate="cmd --mode=eval"))
+    assert rows == {
+        "metrics": str(tmp_path / "metrics.jsonl"),
+        "TensorBoard": f"tensorboard --logdir {tmp_path}",
+        "evaluate": "cmd --mode=eval",
+    }
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "learning_curves.png").write_bytes(b"")
+    rows = dict(console.output_rows(tmp_path, ["a.jsonl", "b/a.jsonl"], videos="what"))
+    assert rows["metrics"] == f"{tmp_path / 'a.jsonl'}  {tmp_path / 'b' / 'a.jsonl'}"
+    assert rows["videos"] == f"{tmp_path / 'videos'}/  (what)"
+    assert rows["plot"] == str(tmp_path / "learning_curves.png") and "evaluate" not in rows

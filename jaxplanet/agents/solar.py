@@ -28,6 +28,12 @@ Steps on log rows are environment steps after action repeat. Episodes live in
 metric rows written after it are set aside and redone (``jaxplanet.resume``), so a run killed at
 any point continues exactly as an uninterrupted one. ``evaluate_run`` (``--mode=eval``) replays
 the in-training evaluation of the newest checkpoint.
+
+What the terminal shows (``jaxplanet-solar``): `banner` at the start (preset and the fields
+changed from it, task, devices, the policy, model and budget, where the outputs go, a warning
+when GPU-sized settings run on a CPU) and `summary_rows` at the end (wall and CPU time, the last
+evaluation beside the random policy, where the outputs are). A Ctrl-C stops at the next safe
+point (a model step, an episode, an iteration); the run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -40,11 +46,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, envs, plot, replay, resume, solar
+from jaxplanet import checkpoint, console, envs, plot, replay, resume, solar, timing
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
-from jaxplanet.agents import solar_eval
+from jaxplanet.agents import solar_config, solar_eval
 from jaxplanet.agents.solar_config import RESUMABLE_FIELDS, SolarConfig
 from jaxplanet.agents.solar_eval import (
     SUCCESS,
@@ -72,6 +78,8 @@ __all__ = [
     "train_and_evaluate",
     "evaluate_run",
     "config_summary",
+    "banner",
+    "summary_rows",
     # re-exported from solar_policy / solar_eval
     "make_functions",
     "initial_policy",
@@ -180,16 +188,31 @@ def initial_run(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
     }
 
 
-def train_and_evaluate(cfg: SolarConfig, logdir: str | Path) -> dict[str, Any]:
+def train_and_evaluate(
+    cfg: SolarConfig, logdir: str | Path, preset: str = "", console_output: bool = True
+) -> dict[str, Any]:
     """Runs or resumes a SOLAR experiment in ``logdir``; returns a summary of the last figures.
+
+    Args:
+      cfg: the experiment's config; logdir: its run directory.
+      preset: the preset's name, for the start banner only.
+      console_output: print the start `banner`.
+
+    Returns:
+      The last iteration's metrics row (``eval_return``, ``eval_success`` where the task
+      defines a goal, ``train_return``, ``train/*``, ...), ``episodes``, ``env_steps``,
+      ``grad_steps``, the run's logged figures (`_logged_figures`: the last evaluation, the
+      random baseline), ``logdir``, and ``wall_seconds`` / ``cpu_seconds`` of this call.
 
     Raises:
       checkpoint.ConfigMismatchError: ``logdir`` holds a run with a different config.
       FloatingPointError: a loss or gradient became non-finite (names the step).
+      console.StopRequested: Ctrl-C; the run resumes from its last checkpoint.
     """
     cfg.validate()
     if cfg.debug_nans:
         jax.config.update("jax_debug_nans", True)
+    began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     logdir = Path(logdir)
     env, eval_env = make_env(cfg, cfg.seed), make_env(cfg, cfg.seed + EVAL_ENV_SEED)
     handles: list[Any] = [env, eval_env]
@@ -199,15 +222,200 @@ def train_and_evaluate(cfg: SolarConfig, logdir: str | Path) -> dict[str, Any]:
         handles.append(pre_env)
     try:
         checkpoint.claim_run_dir(logdir, cfg, RESUMABLE_FIELDS)
+        if console_output:
+            print(banner(cfg, logdir, preset, env.spec), flush=True)
         ckpt = checkpoint.Checkpointer(logdir / "checkpoints", cfg.keep_checkpoints)
         handles.append(ckpt)
-        return _loop(cfg, logdir, (env, eval_env, pre_env), ckpt, handles)
+        with console.StopOnInterrupt() as stop:
+            summary = _loop(cfg, logdir, (env, eval_env, pre_env), ckpt, handles, stop)
     finally:
         for obj in handles:
             obj.close()
+    summary.update(_logged_figures(logdir))
+    summary.update(
+        random_episodes=cfg.pretrain_rollouts,
+        logdir=str(logdir),
+        wall_seconds=time.perf_counter() - began,
+        cpu_seconds=timing.cpu_seconds() - began_cpu,
+    )
+    return summary
 
 
-def _loop(cfg, logdir, env_triple, ckpt, handles) -> dict[str, Any]:
+def _logged_figures(logdir: Path) -> dict[str, Any]:
+    """From ``metrics.jsonl``: the last evaluation (``eval_return``, ``eval_success``,
+    ``eval_episodes``, ``eval_iteration``), the random baseline (``random_return``,
+    ``random_success``) and the last ``train_return`` / ``train_success``."""
+    out: dict[str, Any] = {}
+    for row in logging_lib.read_metrics(logdir / logging_lib.METRICS_FILE):
+        for k in ("random_return", "random_success", "train_return", "train_success"):
+            if k in row:
+                out[k] = row[k]
+        if "eval_return" in row:
+            out.pop("eval_success", None)
+            keys = ("eval_return", "eval_success", "eval_episodes")
+            out.update({k: row[k] for k in keys if k in row})
+            out["eval_iteration"] = row.get("iteration")
+    return out
+
+
+def banner(
+    cfg: SolarConfig,
+    logdir: str | Path,
+    preset: str = "",
+    spec: envs.EnvSpec | None = None,
+    backend: str | None = None,
+) -> str:
+    """The start-of-run block: what runs (policy, model, budget), on what, where its outputs go,
+    and a warning when GPU-sized settings run on a CPU (``backend``, default JAX's). Built
+    from the config alone (``spec``, the task's `EnvSpec`, adds its sizes)."""
+    m = cfg.model
+    env = cfg.env
+    if spec is not None:
+        env = (
+            f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
+            f"{cfg.horizon} agent steps per rollout"
+        )
+    if cfg.policy == "lqr_flm":
+        policy = (
+            f"LQR-FLM: time-varying linear-Gaussian, KL bound {cfg.kl_step:g} x {cfg.horizon} x "
+            f"step_mult per iteration; local dynamics by EM ({cfg.em_iterations} iterations)"
+        )
+    else:
+        p = cfg.mpc
+        policy = (
+            f"MPC baseline: CEM on the latent model, horizon {p.horizon}, {p.iterations} "
+            f"iterations, {p.candidates} candidates, top {p.top_k}"
+        )
+    encoder = "spatial-softmax" if m.encoder == "spatial_softmax" else "conv"
+    model = (
+        f"{'SOLAR' if m.variant == 'solar' else 'VAE ablation'}: latent {m.latent}, "
+        f"{m.dynamics.replace('_', '-')} MNIW dynamics, {encoder} encoder "
+        f"{tuple(m.channels)}, hidden {m.hidden}, lr {m.lr:g}" + (", canvas" if m.canvas else "")
+    )
+    episodes = cfg.pretrain_rollouts + cfg.iterations * cfg.rollouts
+    steps = cfg.pretrain_steps + cfg.iterations * cfg.model_steps
+    rows = [
+        ("preset", console.preset_line(cfg, preset, solar_config.PRESETS)),
+        ("env", env),
+        ("devices", console.devices_line()),
+        ("policy", policy),
+        ("model", model),
+        (
+            "pretraining",
+            f"{cfg.pretrain_rollouts} rollouts of Gaussian random actions (std "
+            f"{cfg.pretrain_action_std:g}), {cfg.pretrain_steps:,} model steps",
+        ),
+        (
+            "iterations",
+            f"{cfg.iterations} x ({cfg.rollouts} rollouts, {cfg.model_steps} model steps, "
+            f"policy update), {cfg.eval_episodes} noise-free eval episode(s) each",
+        ),
+        (
+            "budget",
+            f"{episodes} rollouts ({episodes * cfg.horizon:,} agent steps), {steps:,} model "
+            f"steps on batches of {cfg.batch_size} x {cfg.horizon + 1} frames",
+        ),
+        (
+            "output",
+            f"{logdir}/  metrics.jsonl, TensorBoard events, videos/, learning_curves.png, "
+            "checkpoints/, episodes/",
+        ),
+    ]
+    frames = steps * cfg.batch_size * (cfg.horizon + 1)
+    quick = solar_config.quick()
+    warn = console.gpu_sized_warning(
+        f"{steps:,} model steps on batches of {cfg.batch_size} x {cfg.horizon + 1} 64x64 frames "
+        f"({frames / 1e6:.1f} M frames through the encoder and decoder): many hours on a CPU",
+        f"--preset=quick (nav2d, {quick.pretrain_steps + quick.iterations * quick.model_steps} "
+        f"model steps of {quick.batch_size} x {quick.horizon + 1} frames; about 5 min on 2 cores)",
+        backend,
+    )
+    return console.banner(f"SOLAR on {cfg.env}", rows, warn if frames >= 1_000_000 else [])
+
+
+def summary_rows(summary: dict[str, Any], command: str = "jaxplanet-solar") -> list:
+    """The end table's rows (`train_and_evaluate`'s or `evaluate_run`'s summary): budget, wall
+    and CPU time, the evaluation beside the random policy and what it means, where the outputs
+    are (``command``: how to evaluate again)."""
+    logdir = Path(summary["logdir"])
+    directory = Path(summary.get("directory", logdir))
+    rows = []
+    if "episodes" in summary:
+        rows.append(
+            (
+                "rollouts",
+                f"{summary['episodes']} ({summary['env_steps']:,} env steps, "
+                f"{summary['grad_steps']:,} model steps)",
+            )
+        )
+    rows += console.time_rows(summary["wall_seconds"], summary.get("cpu_seconds"), "this process")
+    if "eval_return_mean" in summary:  # --mode=eval: every episode of this evaluation
+        n = summary["eval_episodes"]
+        rows.append(
+            (
+                "eval return",
+                f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f}  mean ± "
+                f"std over {n} noise-free episode(s), the policy after iteration "
+                f"{summary['iteration']}",
+            )
+        )
+        rate = summary.get("eval_success_rate")
+    elif "eval_return" in summary:
+        n = summary.get("eval_episodes", 1)
+        rows.append(
+            (
+                "eval return",
+                f"{summary['eval_return']:.2f}  mean of {n} noise-free episode(s) after "
+                f"iteration {summary.get('eval_iteration')}",
+            )
+        )
+        rate = summary.get("eval_success")
+    else:
+        rate = None
+    if rate is not None:
+        rows.append(
+            ("eval success", f"{round(rate * n)}/{n} episodes end in the goal region ({rate:.0%})")
+        )
+    if "random_return" in summary:
+        success = summary.get("random_success")
+        rows.append(
+            (
+                "random return",
+                f"{summary['random_return']:.2f}"
+                + (f", success {success:.0%}" if success is not None else "")
+                + f"  mean of {summary.get('random_episodes', 'the')} rollouts of Gaussian "
+                "random actions",
+            )
+        )
+        ours = summary.get("eval_return_mean", summary.get("eval_return"))
+        if ours is not None:
+            diff = ours - summary["random_return"]
+            meaning = f"{'above' if diff > 0 else 'below'} random by {abs(diff):.2f} return"
+            if rate is not None and success is not None:
+                meaning += f"; goal reached {rate:.0%} vs random's {success:.0%}"
+            rows.append(("eval vs random", meaning))
+    if "train_return" in summary:
+        success = summary.get("train_success")
+        rows.append(
+            (
+                "last train return",
+                f"{summary['train_return']:.2f}"
+                + (f", success {success:.0%}" if success is not None else "")
+                + "  mean of the last iteration's rollouts (with policy noise)",
+            )
+        )
+    rows += console.output_rows(
+        directory,
+        videos="left: real frames; right: the model's smoothed reconstructions",
+        evaluate=f"{command} --logdir={logdir} --mode=eval --eval_episodes=N",
+    )
+    return rows
+
+
+def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
+    """The run from its checkpoint on; ``stop`` (`console.StopOnInterrupt`) is checked between
+    episodes, model steps and iterations."""
+    check = stop.check if stop is not None else (lambda: None)
     env, eval_env, pre_env = env_triple
     spec, root = env.spec, jax.random.key(cfg.seed)
     A, n, T, repeat = spec.action_dim, cfg.model.latent, cfg.horizon, spec.action_repeat
@@ -234,6 +442,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles) -> dict[str, Any]:
     def collect(count, make_policy, source=env):
         returns, successes = [], []
         for _ in range(count):
+            check()
             index = len(data.episodes)
             ep = episodes_lib.run_episode(
                 source, make_policy(index), seed=cfg.seed * 1_000_003 + index
@@ -249,6 +458,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles) -> dict[str, Any]:
         state, rng, rows = run["train"], np.random.default_rng((cfg.seed, phase)), []
         keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _TRAIN), phase), steps)
         for i in range(steps):
+            check()
             idx = rng.integers(0, len(data.episodes), min(cfg.batch_size, len(data.episodes)))
             w = _kl_weight(cfg, kl_from + i) if kl_from >= 0 else 1.0
             state, m = fns["train"](state, data.batch(idx), keys[i], len(data.episodes), w)
@@ -293,6 +503,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles) -> dict[str, Any]:
     bar = logging_lib.progress(cfg.iterations, "solar", unit="iter", disable=not cfg.progress)
     bar.update(int(run["phase"]) - 1)
     while int(run["phase"]) <= cfg.iterations:
+        check()
         phase, began = int(run["phase"]), time.perf_counter()
         key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), phase)
         returns, successes = collect(
@@ -339,7 +550,13 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     (same env seeds and keys), so the first ``eval_episodes`` returns equal the logged
     ``eval_return``. Writes ``logdir/eval/metrics.jsonl`` (one row per episode) and one video
     per episode under ``logdir/eval/videos``. ``overrides`` may change reporting fields only.
+
+    Returns ``iteration``, ``env_steps``, ``eval_return_mean`` / ``_std``, ``eval_episodes``,
+    ``eval_success_rate`` (tasks with a goal), the run's random baseline (``random_return``,
+    ``random_success``), ``logdir``, ``directory`` (``logdir/eval``) and ``wall_seconds`` /
+    ``cpu_seconds``.
     """
+    began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     logdir = Path(logdir)
     saved = checkpoint.read_config(logdir)
     if saved is None:
@@ -385,6 +602,16 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
         "eval_return_std": float(np.std(returns)),
     }
     summary.update(success_rate("eval_success_rate", results))
+    figures = _logged_figures(logdir)
+    summary.update({k: v for k, v in figures.items() if k.startswith("random_")})
+    summary.update(
+        eval_episodes=len(episodes),
+        random_episodes=cfg.pretrain_rollouts,
+        logdir=str(logdir),
+        directory=str(logdir / "eval"),
+        wall_seconds=time.perf_counter() - began,
+        cpu_seconds=timing.cpu_seconds() - began_cpu,
+    )
     return summary
 
 

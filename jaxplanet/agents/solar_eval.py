@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxplanet import envs, solar
+from jaxplanet import envs, solar, video
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import episodes as episodes_lib
 from jaxplanet.agents.solar_config import SolarConfig
@@ -77,10 +77,20 @@ def evaluate_episodes(
 def reconstruction_video(
     fns: dict[str, Any], run: dict[str, Any], episode: dict[str, Any]
 ) -> np.ndarray:
-    """uint8 [T+1, 64, 128, 3]: real frames (left) beside the smoothed reconstructions."""
+    """uint8 [T+1, CAPTION + 128, 256, 3]: real frames (left) beside the smoothed
+    reconstructions (right), each upscaled 2x under a caption (``real t=3 R=-1.2``,
+    ``recon t=3``)."""
     b = solar.episode_batch(episode["obs"], episode["action"], episode["reward"])
     recon = fns["reconstruct"](run["train"].params, run["train"].q, b["obs"], b["action"])
-    return np.concatenate([episode["obs"], np.asarray(recon * 255).astype(np.uint8)], 2)
+    recon = np.asarray(recon * 255).astype(np.uint8)
+    steps = len(episode["obs"])
+    return video.side_by_side(
+        [episode["obs"], recon],
+        [
+            video.step_captions("real", episode["reward"][1:]),
+            [f"recon t={t}" for t in range(steps)],
+        ],
+    )
 
 
 def evaluate(
@@ -93,10 +103,13 @@ def evaluate(
     env_steps: int,
 ) -> dict[str, Any]:
     """In-training evaluation: mean ``eval_return`` / ``eval_success`` of `evaluate_episodes`
-    and one reconstruction video."""
+    (and their count, ``eval_episodes``) and one reconstruction video."""
     episodes = evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
     repeat = env.spec.action_repeat
-    row = {"eval_return": float(np.mean([e["return"] for e in episodes]))}
+    row = {
+        "eval_return": float(np.mean([e["return"] for e in episodes])),
+        "eval_episodes": len(episodes),
+    }
     row.update(success_rate("eval_success", [success(cfg.env, e, repeat) for e in episodes]))
     if cfg.video and episodes:
         logger.video(env_steps, "eval_reconstruction", reconstruction_video(fns, run, episodes[0]))

@@ -12,7 +12,8 @@ same choice (``eval_every=0``: the last mean). The evaluate stage scores the fin
 step, `random_episodes` real episodes of their own seeds: `world_models_calibrate.random_baseline`),
 prints both (mean +- std of the return, and of the steps survived for take_cover), writes them
 and the chosen generation to ``evaluate.json`` and ``metrics.jsonl``, and renders a real-vs-dream
-video.
+video (each half captioned with the step and the return so far). ``--mode=eval`` runs the same
+measurement again under ``<logdir>/eval/``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import checkpoint, controllers, dream, resume, vae
+from jaxplanet import checkpoint, controllers, dream, mdn_rnn, resume, vae, video
 from jaxplanet import config as config_lib
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents.world_models_calibrate import random_baseline
@@ -168,6 +171,11 @@ def train_controller(run: Run, round: int = 0) -> dict[str, Any]:
     first = run.generation_target(round - 1) if round else 0
     require(run, "iterate", "controller", start >= first)
     if round and start == first:
+        # A fresh CMA-ES (sigma_init) around the last round's chosen C: the old covariance fit
+        # the old dream. Continuing the whole state, Doom seed 1's population stayed on the
+        # wall-pressing policy C had collected (dream 155, real 168-180) for 20 generations.
+        flat = choice["flat"] if int(choice["generation"]) else es.mean(es_state)
+        es_state = es.init(run.key(CTRL, 2**31 + round), mean=jnp.asarray(flat))
         choice = _choice_init(es)  # this round's M: chosen among this round's evaluations
     where = "dream" if run.r.in_dream else "real task"
     print(f"controller: CMA-ES in the {where}, generations {start} -> {target}")
@@ -282,21 +290,38 @@ def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]
     return choice.flat, choice.ctrl
 
 
-def evaluate(run: Run) -> dict[str, Any]:
+def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, Any]:
     """The evaluate stage: the final C (`controller_choice`) on `eval_episodes` real episodes,
     beside `random_episodes` real episodes of i.i.d. uniform random actions (the paper's random
     policy, `world_models_calibrate.random_baseline`).
 
-    Returns (and writes to ``evaluate.json`` and the run's ``metrics.jsonl``) eval_return_*,
-    eval_length_* (agent steps per episode: take_cover's survival) and random_return_* /
-    random_length_* (mean and std), episode counts, controller_generation (whose CMA-ES mean C
-    is) and controller_real_return (its periodic score; nan if none), and the path of the
-    real-vs-dream video.
+    Returns (and writes to ``evaluate.json`` and ``metrics.jsonl`` of ``directory``)
+    eval_return_*, eval_length_* (agent steps per episode: take_cover's survival) and
+    random_return_* / random_length_* (mean and std), episode counts, controller_generation
+    (whose CMA-ES mean C is) and controller_real_return (its periodic score; nan if none), and
+    the path of the real-vs-dream video (``directory/videos``).
+
+    ``directory`` None is the stage: the run directory, skipped when its ``evaluate.json``
+    exists (the stored result is returned; when it is for other episode counts than the config
+    asks, a line says so and points to ``--mode=eval``). ``--mode=eval`` passes
+    ``<logdir>/eval``: scored again every time, the run's own ``evaluate.json`` untouched.
     """
-    cfg, path = run.cfg, run.logdir / "evaluate.json"
-    if path.exists():
+    cfg = run.cfg
+    stage = directory is None
+    directory = run.logdir if directory is None else Path(directory)
+    path = directory / "evaluate.json"
+    if stage and path.exists():
         print(f"evaluate: {path} exists; skipped.")
-        return json.loads(path.read_text())
+        stored = json.loads(path.read_text())
+        counts = (stored.get("eval_episodes"), stored.get("random_episodes"))
+        if counts != (cfg.eval_episodes, cfg.random_episodes):
+            print(
+                f"evaluate: its result is for {counts[0]} real episodes of C and {counts[1]} of "
+                f"random actions (now --eval_episodes={cfg.eval_episodes}, --random_episodes="
+                f"{cfg.random_episodes}); to score the final C again run --mode=eval with the "
+                f"same --logdir (it writes {run.logdir / 'eval'}/ and leaves evaluate.json)"
+            )
+        return stored
     choice = controller_choice(run, "evaluate")  # first: names the controller stage
     params = world_model_params(run, "evaluate", run.final_round)
     es = _evolution(run)
@@ -329,28 +354,34 @@ def evaluate(run: Run) -> dict[str, Any]:
         f"{summary[f'random_{key}_mean']:.1f} ± {summary[f'random_{key}_std']:.1f} over "
         f"{summary['random_episodes']} real episodes"
     )
-    with logging_lib.Logger(run.logdir) as logger:
+    with logging_lib.Logger(directory) as logger:
         logger.scalars(0, summary)
         video = real_and_dream_video(run, params, choice.ctrl)
         summary["video"] = str(logger.video(0, "real_vs_dream", video))
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, path)
     return summary
 
 
 def real_and_dream_video(run: Run, params: Any, ctrl: Any) -> np.ndarray:
-    """uint8 [T, 64, 128, 3]: a real episode (left) beside a dream from its first frame (right)."""
+    """uint8 [T, CAPTION + 128, 256, 3]: a real episode of C (left) beside M's dream from its
+    first frame (right), each upscaled 2x under a caption with the step and the return so far
+    (`video.step_captions`: ``real t=12 R=3.4``, ``dream ended R=5.0``)."""
     length = run.cfg.video_length
     key = run.key(EVAL, 1)
     if run.jax_env is not None:
-        _, real = jax.jit(dream.jax_env_returns, static_argnums=(0, 2, 5))(
-            run.jax_env, params, run.dcfg, ctrl, key, min(length, run.spec.agent_steps)
-        )
-        real = np.asarray(real)
+        steps = min(length, run.spec.agent_steps)
+        rewards, real, done = _jax_real_episode(run.jax_env, params, run.dcfg, ctrl, key, steps)
+        real, rewards, done = np.asarray(real), np.asarray(rewards), np.asarray(done)
+        real_end = int(np.argmax(done)) + 1 if done.any() else None
     else:
         flats = controllers.flatten(ctrl)[0][None]
         policy = ControllerPolicy(run, params, np.asarray(flats), controllers.flatten(ctrl)[1], key)
-        real = run.host_episodes([run.seed(EVAL, 0)], policy, record=True, desc="video")[0]["obs"]
-        real = real[:length]
+        episode = run.host_episodes([run.seed(EVAL, 0)], policy, record=True, desc="video")[0]
+        real, rewards = episode["obs"][:length], episode["reward"][1:length]
+        shown_all = len(real) == episode["length"] + 1
+        real_end = len(real) - 1 if episode["terminated"] and shown_all else None
     mean, _ = vae.encode(params["vae"], run.r.vae, real[0])
     start = {**params, "initial_z": {"mean": mean[None], "std": jnp.zeros_like(mean)[None]}}
     env = dream.dream_env(start, dataclasses.replace(run.dcfg, max_steps=10**9), run.r.temperature)
@@ -360,9 +391,37 @@ def real_and_dream_video(run: Run, params: Any, ctrl: Any) -> np.ndarray:
         state, obs = env.reset(k)
 
         def body(s, _):
-            s, o, _, _ = env.step(s, dream.controller_action(ctrl, run.dcfg, s.z, s.carry))
-            return s, o
+            s, o, r, d = env.step(s, dream.controller_action(ctrl, run.dcfg, s.z, s.carry))
+            return s, (o, r, d)
 
-        return jnp.concatenate([obs[None], jax.lax.scan(body, state, None, len(real) - 1)[1]])
+        _, (frames, rewards, done) = jax.lax.scan(body, state, None, len(real) - 1)
+        return jnp.concatenate([obs[None], frames]), rewards, done
 
-    return np.concatenate([real, np.asarray(dreamed(key))], axis=2)
+    frames, d_rewards, d_done = (np.asarray(x) for x in dreamed(key))
+    d_end = int(np.argmax(d_done)) + 1 if d_done.any() else None
+    d_rewards = np.where(np.arange(len(d_rewards)) < (d_end or len(d_rewards)), d_rewards, 0.0)
+    return video.side_by_side(
+        [real, frames],
+        [
+            video.step_captions("real", rewards, real_end),
+            video.step_captions("dream", d_rewards, d_end),
+        ],
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 5))
+def _jax_real_episode(env, params, dcfg, ctrl, key, steps):
+    """`dream.jax_env_returns`'s episode (the same keys, so the same frames) with its rewards:
+    (rewards f32 [steps] (0 after the end), frames uint8 [steps + 1, 64, 64, 3], done [steps])."""
+    k_reset, k_run = jax.random.split(key)
+    state, obs = env.reset(k_reset)
+
+    def body(c, k):
+        s, o, carry, done = c
+        a, carry, _ = dream.world_model_policy_step(params, dcfg, ctrl, carry, o, k)
+        s, o, r, d = env.step(s, a)
+        return (s, o, carry, done | d), (jnp.where(done, 0.0, r), o, done | d)
+
+    init = (state, obs, mdn_rnn.initial_state(dcfg.mdn), jnp.zeros((), bool))
+    _, (rewards, frames, done) = jax.lax.scan(body, init, jax.random.split(k_run, steps))
+    return rewards, jnp.concatenate([obs[None], frames]), done

@@ -8,6 +8,9 @@
 
 Every config field is a flag (``--help`` lists them with the paper defaults). A ``--logdir``
 that already holds a run is resumed; a different config there is refused with the difference.
+The run starts with a banner (what runs, its budget, where the outputs go) and ends with a table
+(wall time, the evaluation beside random actions, where the outputs are); Ctrl-C stops at the
+next safe point (exit status 130; rerunning resumes).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> in
     """Run the command line; returns the exit status (0 ok, 2 bad input, 3 non-finite, 130 ^C)."""
     args, overrides = parse_args(argv, prog)
     from jaxplanet import config as config_lib
-    from jaxplanet import envs
+    from jaxplanet import console, envs
     from jaxplanet.agents import solar, solar_config
 
     if args.list_envs:
@@ -65,15 +68,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> in
             if not args.logdir:
                 raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             summary = solar.evaluate_run(args.logdir, overrides)
+            title = f"SOLAR evaluation finished: {summary['directory']}"
         else:
             base, preset = cli.base_config(
                 solar_config.SolarConfig, solar_config.preset, args.logdir, args.preset
             )
             cfg = config_lib.override(base, overrides)
             logdir = args.logdir or os.path.join("runs", f"solar-{cfg.env}-{preset}-s{cfg.seed}")
-            print(f"SOLAR ({preset}: {solar.config_summary(cfg)}) -> {logdir}")
-            summary = solar.train_and_evaluate(cfg, logdir)
-        print(cli.summary_line(summary, skip_prefixes=("train/",)))
+            summary = solar.train_and_evaluate(cfg, logdir, preset=preset)
+            title = f"SOLAR run finished: {summary['logdir']}"
+        print(console.summary_table(title, solar.summary_rows(summary, prog)))
 
     return cli.run_command(run)
 
