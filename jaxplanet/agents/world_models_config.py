@@ -166,8 +166,8 @@ class WorldModelsConfig:
         "rounds of the paper's iterative training (Sec. 5); 1 = one pass on random rollouts. "
         "Each further round collects iteration_rollouts real episodes with the round's C "
         "(its raw action plus N(0, iteration_noise^2) noise), trains M iteration_mdn_steps more "
-        "updates on every rollout so far and continues CMA-ES for `generations` more "
-        "generations from its state (V stays as trained on the random rollouts)",
+        "updates on every rollout so far and runs `generations` more generations of a fresh "
+        "CMA-ES (sigma_init) around the round's C (V stays as trained on the random rollouts)",
     )
     iteration_rollouts: int = _field(
         0, "real episodes collected with C in each round after the first; 0 = `rollouts`"

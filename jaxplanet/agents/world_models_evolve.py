@@ -149,7 +149,8 @@ def _legacy_checkpoint(run: Run, es: controllers.Evolution, step: int | None = N
 def train_controller(run: Run, round: int = 0) -> dict[str, Any]:
     """The controller stage: evolves C with CMA-ES in the dream (or the real task) and keeps the
     mean that scored best at the periodic real evaluations. In a later ``round`` of iterative
-    training CMA-ES goes on from its state in the round's dream, and the final C is chosen
+    training a fresh CMA-ES (`sigma_init`) starts at the last round's chosen C in the round's
+    dream, and the final C is chosen
     among the round's own evaluations (C reads M's state: it is scored with the M it acts on).
     """
     cfg, target = run.cfg, run.generation_target(round)

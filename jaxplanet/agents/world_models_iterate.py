@@ -4,8 +4,9 @@ Round 0 is the one pass of the other stages (random rollouts -> V -> M -> C). Ea
 r collects `iteration_rollouts` real episodes with round r - 1's C (the mean chosen at its
 periodic evaluations) plus N(0, `iteration_noise`^2) on its raw action, trains M on from its
 last state for `iteration_mdn_steps` updates on every rollout so far (random and C's), and
-continues CMA-ES for `generations` generations from its state in the new M's dream, the final C
-chosen among that round's evaluations. V is not retrained (the C-collected frames are encoded
+runs `generations` generations of a fresh CMA-ES (`sigma_init`) around that C in the new M's
+dream (continuing the old state, whose covariance fit the old dream, stayed on the collected
+policy in a Doom run), the final C chosen among that round's evaluations. V is not retrained (the C-collected frames are encoded
 by the V trained on random frames). Each step resumes like the stage it repeats: rollout files
 by index, M and C from their checkpoints (M's count at the end of round r is
 `Run.mdn_target`, C's generations `Run.generation_target`).
