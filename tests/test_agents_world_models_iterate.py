@@ -81,7 +81,11 @@ def test_rounds_add_c_rollouts_and_train_m_and_c_on(iterated_run):
     # The final C is chosen among round 1's evaluations (it acts on round 1's M).
     assert CFG.generations < saved["controller_generation"] <= 2 * CFG.generations
     # A finished run's iterate stage redoes nothing.
-    assert wm.train_and_evaluate(CFG, logdir, stage="iterate") == {}
+    summary = wm.train_and_evaluate(CFG, logdir, stage="iterate")
+    assert not any(k.startswith(("iterate/", "mdn/", "controller/")) for k in summary), summary
+    assert logging_lib.read_metrics(logdir / "mdn") == mdn_rows
+    assert logging_lib.read_metrics(logdir / "controller") == ctrl_rows
+    assert len(list((logdir / "rollouts").glob("rollout_*.npz"))) == n
 
 
 def test_a_lost_c_rollout_is_collected_again_identically(iterated_run):

@@ -6,10 +6,10 @@ periodic evaluations) plus N(0, `iteration_noise`^2) on its raw action, trains M
 last state for `iteration_mdn_steps` updates on every rollout so far (random and C's), and
 runs `generations` generations of a fresh CMA-ES (`sigma_init`) around that C in the new M's
 dream (continuing the old state, whose covariance fit the old dream, stayed on the collected
-policy in a Doom run), the final C chosen among that round's evaluations. V is not retrained (the C-collected frames are encoded
-by the V trained on random frames). Each step resumes like the stage it repeats: rollout files
-by index, M and C from their checkpoints (M's count at the end of round r is
-`Run.mdn_target`, C's generations `Run.generation_target`).
+policy in a Doom run), the final C chosen among that round's evaluations. V is not retrained
+(the C-collected frames are encoded by the V trained on random frames). Each step resumes like
+the stage it repeats: rollout files by index, M and C from their checkpoints (M's count at the
+end of round r is `Run.mdn_target`, C's generations `Run.generation_target`).
 
 The point: C evolved in a dream learns to exploit what M never saw (the Doom dream rates a
 player pressed against a wall far above what the game gives). C's own rollouts show M those
