@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxplanet import config as config_lib
+from jaxplanet import controllers
 from jaxplanet import logging as logging_lib
 from jaxplanet.agents import world_models as wm
 from jaxplanet.agents import world_models_config as wm_config
@@ -51,8 +53,26 @@ def iterated_run(tmp_path_factory):
         return np.asarray(batch["action"][:, 1])  # same frame and z sample: only noise differs
 
     noise = (first_actions(0.0), first_actions(0.5))
-    summary = wm.train_and_evaluate(CFG, logdir)
-    return logdir, summary, (collected, again, first, second), noise
+    # The same run with --iteration_restart=zero, from here (config.json says so).
+    zero_dir = logdir.parent / "zero"
+    shutil.copytree(logdir, zero_dir)
+    saved = json.loads((zero_dir / "config.json").read_text())
+    (zero_dir / "config.json").write_text(json.dumps({**saved, "iteration_restart": "zero"}))
+    starts = []  # (round 1's fresh CMA-ES mean) per run, recorded at its init
+
+    def init(self, key, mean=None):
+        if mean is not None:
+            starts.append(np.asarray(mean))
+        return original(self, key, mean)
+
+    original = controllers.Evolution.init
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(controllers.Evolution, "init", init)
+        summary = wm.train_and_evaluate(CFG, logdir)
+        zero_cfg = dataclasses.replace(CFG, iteration_restart="zero")
+        wm.train_and_evaluate(zero_cfg, zero_dir, stage="iterate")
+    restarts = (np.asarray(flat), es.mean0, starts)
+    return logdir, summary, (collected, again, first, second), noise, restarts
 
 
 def _actions(logdir, i):
@@ -61,7 +81,7 @@ def _actions(logdir, i):
 
 
 def test_rounds_add_c_rollouts_and_train_m_and_c_on(iterated_run):
-    logdir, summary, _, _ = iterated_run
+    logdir, summary, _, _, _ = iterated_run
     n = CFG.rollouts + CFG.iteration_rollouts
     assert len(list((logdir / "rollouts").glob("rollout_*.npz"))) == n
     # Random rollouts hold each action 5 steps (point_reach); C's noisy ones change every step.
@@ -89,7 +109,7 @@ def test_rounds_add_c_rollouts_and_train_m_and_c_on(iterated_run):
 
 
 def test_a_lost_c_rollout_is_collected_again_identically(iterated_run):
-    _, _, (collected, again, first, second), _ = iterated_run
+    _, _, (collected, again, first, second), _, _ = iterated_run
     assert (collected, again) == (CFG.iteration_rollouts, 1)
     assert first.keys() == second.keys()
     for k, v in first.items():
@@ -109,3 +129,11 @@ def test_iterations_flags_are_checked():
         dataclasses.replace(CFG, iterations=0).validate()
     with pytest.raises(config_lib.ConfigError, match="--iteration_noise"):
         dataclasses.replace(CFG, iteration_noise=-0.1).validate()
+
+
+def test_each_round_restarts_cma_es_at_the_last_c_or_at_zero(iterated_run):
+    last_c, mean0, starts = iterated_run[4]
+    assert len(starts) == 2  # round 1 of each run; round 0 starts at mean0 without a `mean`
+    np.testing.assert_array_equal(starts[0], last_c)  # --iteration_restart=last
+    np.testing.assert_array_equal(starts[1], np.asarray(mean0))  # --iteration_restart=zero
+    assert np.any(last_c != np.asarray(mean0))

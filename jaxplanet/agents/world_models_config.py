@@ -175,6 +175,11 @@ class WorldModelsConfig:
     iteration_mdn_steps: int = _field(
         0, "M's further updates in each round after the first; 0 = `mdn_steps`"
     )
+    iteration_restart: Literal["last", "zero"] = _field(
+        "last",
+        "where each later round's fresh CMA-ES starts: last = the last round's chosen C, zero = "
+        "C = 0 (the class default's first mean)",
+    )
     iteration_noise: float = _field(
         0.1, "std of the Gaussian noise on C's raw action when it collects M's data"
     )

@@ -176,6 +176,7 @@ def train_controller(run: Run, round: int = 0) -> dict[str, Any]:
         # the old dream. Continuing the whole state, Doom seed 1's population stayed on the
         # wall-pressing policy C had collected (dream 155, real 168-180) for 20 generations.
         flat = choice["flat"] if int(choice["generation"]) else es.mean(es_state)
+        flat = es.mean0 if cfg.iteration_restart == "zero" else flat
         es_state = es.init(run.key(CTRL, 2**31 + round), mean=jnp.asarray(flat))
         choice = _choice_init(es)  # this round's M: chosen among this round's evaluations
     where = "dream" if run.r.in_dream else "real task"
