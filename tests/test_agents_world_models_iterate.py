@@ -20,7 +20,12 @@ from jaxplanet.agents import world_models_evolve as wm_evolve
 pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
 
 CFG = dataclasses.replace(
-    wm_config.tiny(), iterations=2, iteration_rollouts=3, iteration_mdn_steps=2, iteration_noise=0.5
+    wm_config.tiny(),
+    iterations=2,
+    iteration_rollouts=3,
+    iteration_mdn_steps=2,
+    iteration_noise=0.5,
+    iteration_restart="last",
 )
 
 

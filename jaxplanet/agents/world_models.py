@@ -400,7 +400,8 @@ def banner(
             f"{cfg.iteration_rollouts or cfg.rollouts:,} rollouts with C (+ N(0, "
             f"{cfg.iteration_noise:g}^2) on its action), trains M "
             f"{cfg.iteration_mdn_steps or cfg.mdn_steps:,} more updates and runs "
-            f"{cfg.generations} more generations"
+            f"{cfg.generations} more generations of a CMA-ES started "
+            f"{'at C = 0' if cfg.iteration_restart == 'zero' else 'around the last C'}"
         )
     else:
         rounds = "1 (one pass on the random rollouts)"

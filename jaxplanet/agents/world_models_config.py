@@ -167,7 +167,8 @@ class WorldModelsConfig:
         "Each further round collects iteration_rollouts real episodes with the round's C "
         "(its raw action plus N(0, iteration_noise^2) noise), trains M iteration_mdn_steps more "
         "updates on every rollout so far and runs `generations` more generations of a fresh "
-        "CMA-ES (sigma_init) around the round's C (V stays as trained on the random rollouts)",
+        "CMA-ES (sigma_init; see iteration_restart) in the new dream (V stays as trained on the "
+        "random rollouts)",
     )
     iteration_rollouts: int = _field(
         0, "real episodes collected with C in each round after the first; 0 = `rollouts`"
@@ -175,10 +176,10 @@ class WorldModelsConfig:
     iteration_mdn_steps: int = _field(
         0, "M's further updates in each round after the first; 0 = `mdn_steps`"
     )
-    iteration_restart: Literal["last", "zero"] = _field(
-        "last",
-        "where each later round's fresh CMA-ES starts: last = the last round's chosen C, zero = "
-        "C = 0 (the class default's first mean)",
+    iteration_restart: Literal["zero", "last"] = _field(
+        "zero",
+        "where each later round's fresh CMA-ES starts: zero = C = 0, as in round 0; last = the "
+        "last round's chosen C (on Doom seed 1 its saturated actions kept CMA-ES on that policy)",
     )
     iteration_noise: float = _field(
         0.1, "std of the Gaussian noise on C's raw action when it collects M's data"

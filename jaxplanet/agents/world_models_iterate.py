@@ -4,12 +4,13 @@ Round 0 is the one pass of the other stages (random rollouts -> V -> M -> C). Ea
 r collects `iteration_rollouts` real episodes with round r - 1's C (the mean chosen at its
 periodic evaluations) plus N(0, `iteration_noise`^2) on its raw action, trains M on from its
 last state for `iteration_mdn_steps` updates on every rollout so far (random and C's), and
-runs `generations` generations of a fresh CMA-ES (`sigma_init`) around that C in the new M's
-dream (continuing the old state, whose covariance fit the old dream, stayed on the collected
-policy in a Doom run), the final C chosen among that round's evaluations. V is not retrained
-(the C-collected frames are encoded by the V trained on random frames). Each step resumes like
-the stage it repeats: rollout files by index, M and C from their checkpoints (M's count at the
-end of round r is `Run.mdn_target`, C's generations `Run.generation_target`).
+runs `generations` generations of a fresh CMA-ES (`sigma_init`) in the new M's dream, from C = 0
+(`iteration_restart="zero"`) or around that C ("last"), the final C chosen among that round's
+evaluations. (On Doom seed 1 a CMA-ES that went on from its state, or restarted around the
+wall-pressing C it had collected with, stayed on that policy; from C = 0 it left it.) V is not
+retrained (the C-collected frames are encoded by the V trained on random frames). Each step
+resumes like the stage it repeats: rollout files by index, M and C from their checkpoints (M's
+count at the end of round r is `Run.mdn_target`, C's generations `Run.generation_target`).
 
 The point: C evolved in a dream learns to exploit what M never saw (the Doom dream rates a
 player pressed against a wall far above what the game gives). C's own rollouts show M those
