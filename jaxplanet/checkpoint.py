@@ -37,6 +37,7 @@ import orbax.checkpoint as ocp
 from jaxplanet import config as config_lib
 
 __all__ = [
+    "load_eval_config",
     "CONFIG_FILE",
     "Checkpointer",
     "ConfigMismatchError",
@@ -113,6 +114,33 @@ def _atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def load_eval_config(
+    logdir: str | os.PathLike,
+    cls: type,
+    system: str,
+    allowed: frozenset[str] | set[str],
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[Any, Any]:
+    """The config of a trained run for ``--mode=eval``: (as saved, with ``overrides`` applied).
+
+    Raises:
+      config.ConfigError: no run in ``logdir`` (names ``system``), or an override of a field
+        outside ``allowed`` (names the flag and the allowed ones).
+    """
+    saved = read_config(logdir)
+    if saved is None:
+        raise config_lib.ConfigError(f"--logdir: no {system} run (config.json) in {logdir}")
+    cfg = config_lib.from_dict(cls, saved)
+    overrides = dict(overrides or {})
+    fixed = sorted(set(overrides) - set(allowed))
+    if fixed:
+        raise config_lib.ConfigError(
+            f"--{fixed[0]}: cannot change a trained run's config in eval mode "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+    return cfg, config_lib.override(cfg, overrides)
 
 
 def read_config(directory_or_path: str | os.PathLike) -> dict | None:

@@ -178,3 +178,24 @@ def test_run_written_before_a_field_existed_resumes_at_its_default(tmp_path):
     changed = {"lr": 1e-3, "num_envs": 4, "model": {"deter": 200, "canvas": False}}
     with pytest.raises(ckpt.ConfigMismatchError, match="num_envs: 1 -> 4"):
         ckpt.check_config(tmp_path, changed, defaults=defaults)
+
+
+def test_load_eval_config_refuses_a_missing_run_and_non_reporting_fields(tmp_path):
+    import dataclasses as dc
+
+    @dc.dataclass(frozen=True)
+    class Cfg:
+        seed: int = 0
+        eval_episodes: int = 5
+
+    from jaxplanet import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match="no Thing run"):
+        ckpt.load_eval_config(tmp_path, Cfg, "Thing", {"eval_episodes"})
+    (tmp_path / "config.json").write_text('{"seed": 3, "eval_episodes": 5}')
+    saved, cfg = ckpt.load_eval_config(
+        tmp_path, Cfg, "Thing", {"eval_episodes"}, {"eval_episodes": "9"}
+    )
+    assert saved == Cfg(seed=3, eval_episodes=5) and cfg == Cfg(seed=3, eval_episodes=9)
+    with pytest.raises(config_lib.ConfigError, match=r"--seed: cannot change .*eval_episodes"):
+        ckpt.load_eval_config(tmp_path, Cfg, "Thing", {"eval_episodes"}, {"seed": "1"})

@@ -909,18 +909,9 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     seeds). ``overrides`` may change reporting fields only (e.g. eval_episodes).
     """
     logdir = Path(logdir)
-    saved = checkpoint.read_config(logdir)
-    if saved is None:
-        raise config_lib.ConfigError(f"--logdir: no PlaNet run (config.json) in {logdir}")
-    cfg = config_lib.from_dict(PlanetConfig, saved)
-    overrides = dict(overrides or {})
-    fixed = sorted(set(overrides) - RESUMABLE_FIELDS)
-    if fixed:
-        raise config_lib.ConfigError(
-            f"--{fixed[0]}: cannot change a trained run's config in eval mode "
-            f"(allowed: {', '.join(sorted(RESUMABLE_FIELDS))})"
-        )
-    cfg = config_lib.override(cfg, overrides)
+    _, cfg = checkpoint.load_eval_config(
+        logdir, PlanetConfig, "PlaNet", RESUMABLE_FIELDS, overrides
+    )
     env = make_env(cfg, seed=cfg.seed + EVAL_ENV_SEED)
     action_dim = env.spec.action_dim
     env.close()

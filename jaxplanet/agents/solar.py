@@ -558,17 +558,7 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     """
     began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     logdir = Path(logdir)
-    saved = checkpoint.read_config(logdir)
-    if saved is None:
-        raise config_lib.ConfigError(f"--logdir: no SOLAR run (config.json) in {logdir}")
-    cfg = config_lib.from_dict(SolarConfig, saved)
-    fixed = sorted(set(overrides or {}) - RESUMABLE_FIELDS)
-    if fixed:
-        raise config_lib.ConfigError(
-            f"--{fixed[0]}: cannot change a trained run's config in eval mode "
-            f"(allowed: {', '.join(sorted(RESUMABLE_FIELDS))})"
-        )
-    cfg = config_lib.override(cfg, dict(overrides or {}))
+    _, cfg = checkpoint.load_eval_config(logdir, SolarConfig, "SOLAR", RESUMABLE_FIELDS, overrides)
     env = make_env(cfg, cfg.seed + EVAL_ENV_SEED)
     A, repeat = env.spec.action_dim, env.spec.action_repeat
     with checkpoint.Checkpointer(logdir / "checkpoints", create=False) as ckpt:

@@ -279,19 +279,11 @@ def evaluate_run(
     """
     began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     logdir = Path(logdir)
-    saved = checkpoint.read_config(logdir)
-    if saved is None:
-        raise config_lib.ConfigError(f"--logdir: no World Models run (config.json) in {logdir}")
-    cfg = config_lib.from_dict(WorldModelsConfig, saved)
-    overrides = dict(overrides or {})
-    fixed = sorted(set(overrides) - EVAL_FIELDS)
-    if fixed:
-        raise config_lib.ConfigError(
-            f"--{fixed[0]}: cannot change a trained run's config in eval mode "
-            f"(allowed: {', '.join(sorted(EVAL_FIELDS))})"
-        )
+    cfg, eval_cfg = checkpoint.load_eval_config(
+        logdir, WorldModelsConfig, "World Models", EVAL_FIELDS, overrides
+    )
     run = _Run(cfg, logdir)  # the saved config: config.json stays as it is
-    run.cfg = config_lib.override(cfg, overrides)
+    run.cfg = eval_cfg
     run.cfg.validate()
     if not iterated(run):
         raise config_lib.ConfigError(
