@@ -28,6 +28,29 @@ import jax
 import jax.numpy as jnp
 
 
+def random_replay(a: int, episodes: int, steps: int) -> Any:
+    """A `jaxplanet.replay` buffer of ``episodes`` random episodes of ``steps`` frames (uint8
+    64x64x3 noise, uniform actions in [-1, 1]^a and rewards in [0, 1]), from a fixed seed."""
+    import numpy as np
+
+    from jaxplanet import replay
+
+    rng = np.random.default_rng(0)
+    buf = replay.init(episodes * steps, (64, 64, 3), a)
+    add = jax.jit(replay.add_episode, donate_argnums=0)
+    for _ in range(episodes):
+        buf = add(
+            buf,
+            {
+                "obs": rng.integers(0, 256, (steps, 64, 64, 3), np.uint8),
+                "action": rng.uniform(-1, 1, (steps, a)).astype(np.float32),
+                "reward": rng.uniform(0, 1, steps).astype(np.float32),
+                "is_first": np.arange(steps) == 0,
+            },
+        )
+    return buf
+
+
 def block(tree: Any) -> Any:
     """Wait for every array in ``tree`` (asynchronous dispatch) and return it."""
     return jax.block_until_ready(tree)

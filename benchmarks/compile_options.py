@@ -42,25 +42,6 @@ def agent_config(preset: str = "quick") -> Any:
     return planet_config.preset(preset)
 
 
-def _random_replay(cfg: Any, a: int, episodes: int = 4, steps: int = 101) -> Any:
-    from jaxplanet import replay
-
-    rng = np.random.default_rng(0)
-    buf = replay.init(episodes * steps, (64, 64, 3), a)
-    add = jax.jit(replay.add_episode, donate_argnums=0)
-    for _ in range(episodes):
-        buf = add(
-            buf,
-            {
-                "obs": rng.integers(0, 256, (steps, 64, 64, 3), np.uint8),
-                "action": rng.uniform(-1, 1, (steps, a)).astype(np.float32),
-                "reward": rng.uniform(0, 1, steps).astype(np.float32),
-                "is_first": np.arange(steps) == 0,
-            },
-        )
-    return buf
-
-
 def items(
     cfg: Any, a: int, names: Sequence[str], envs: int = 4
 ) -> dict[str, tuple[Any, tuple, bool]]:
@@ -88,7 +69,7 @@ def items(
             out[name] = (planet_scale.make_act(cfg, a), (*args, keys, noise), False)
         elif name == "update":
             fresh = agent.init_train_state(cfg, agent.root_key(cfg), a)  # donated: own copy
-            out[name] = (fns.update, (fresh, _random_replay(cfg, a), key), True)
+            out[name] = (fns.update, (fresh, common.random_replay(a, 4, 101), key), True)
         elif name == "open_loop":
             t = cfg.video_length
             batch = {

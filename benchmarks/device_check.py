@@ -30,7 +30,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import common, planning, scaling
 from benchmarks import train as train_bench
@@ -73,20 +72,8 @@ def replay_stall(size: str, steps: int, peak_n: int) -> dict[str, Any]:
     a, episode_steps, episodes = 6, 501, 4
     host = jax.local_devices(backend="cpu")[0]
     device = jax.devices()[0]
-    rng = np.random.default_rng(0)
     with jax.default_device(host):
-        buf = replay.init(episodes * episode_steps, (64, 64, 3), a)
-        add = jax.jit(replay.add_episode, donate_argnums=0)
-        for _ in range(episodes):
-            buf = add(
-                buf,
-                {
-                    "obs": rng.integers(0, 256, (episode_steps, 64, 64, 3), np.uint8),
-                    "action": rng.uniform(-1, 1, (episode_steps, a)).astype(np.float32),
-                    "reward": rng.uniform(0, 1, episode_steps).astype(np.float32),
-                    "is_first": np.arange(episode_steps) == 0,
-                },
-            )
+        buf = common.random_replay(a, episodes, episode_steps)
         sample = jax.jit(lambda s, k: replay.sample(s, k, b, t))
     state = jax.jit(planet.init_train_state, static_argnums=(0, 2))(cfg, jax.random.key(0), a)
     update = jax.jit(

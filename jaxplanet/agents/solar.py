@@ -333,6 +333,12 @@ def banner(
     return console.banner(f"SOLAR on {cfg.env}", rows, warn if frames >= 1_000_000 else [])
 
 
+def _return_text(value: float, success: float | None, what: str) -> str:
+    """'-12.33, success 0%  <what>' (no success part for tasks without a goal)."""
+    part = f", success {success:.0%}" if success is not None else ""
+    return f"{value:.2f}{part}  {what}"
+
+
 def summary_rows(summary: dict[str, Any], command: str = "jaxplanet-solar") -> list:
     """The end table's rows (`train_and_evaluate`'s or `evaluate_run`'s summary): budget, wall
     and CPU time, the evaluation beside the random policy and what it means, where the outputs
@@ -378,15 +384,9 @@ def summary_rows(summary: dict[str, Any], command: str = "jaxplanet-solar") -> l
         )
     if "random_return" in summary:
         success = summary.get("random_success")
-        rows.append(
-            (
-                "random return",
-                f"{summary['random_return']:.2f}"
-                + (f", success {success:.0%}" if success is not None else "")
-                + f"  mean of {summary.get('random_episodes', 'the')} rollouts of Gaussian "
-                "random actions",
-            )
-        )
+        episodes = summary.get("random_episodes", "the")
+        what = f"mean of {episodes} rollouts of Gaussian random actions"
+        rows.append(("random return", _return_text(summary["random_return"], success, what)))
         ours = summary.get("eval_return_mean", summary.get("eval_return"))
         if ours is not None:
             diff = ours - summary["random_return"]
@@ -395,15 +395,9 @@ def summary_rows(summary: dict[str, Any], command: str = "jaxplanet-solar") -> l
                 meaning += f"; goal reached {rate:.0%} vs random's {success:.0%}"
             rows.append(("eval vs random", meaning))
     if "train_return" in summary:
-        success = summary.get("train_success")
-        rows.append(
-            (
-                "last train return",
-                f"{summary['train_return']:.2f}"
-                + (f", success {success:.0%}" if success is not None else "")
-                + "  mean of the last iteration's rollouts (with policy noise)",
-            )
-        )
+        what = "mean of the last iteration's rollouts (with policy noise)"
+        text = _return_text(summary["train_return"], summary.get("train_success"), what)
+        rows.append(("last train return", text))
     rows += console.output_rows(
         directory,
         videos="left: real frames; right: the model's smoothed reconstructions",
