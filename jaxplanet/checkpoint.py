@@ -26,7 +26,7 @@ import os
 import shutil
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +307,8 @@ def _abstract(x: Any) -> Any:
 
 
 class Checkpointer:
-    """Keeps the ``max_to_keep`` newest checkpoints of a run state in ``directory``.
+    """Keeps the ``max_to_keep`` newest checkpoints of a run state in ``directory``, and every
+    checkpoint whose step is in ``keep`` (e.g. the end of each round of a staged run).
 
     Example:
         ckpt = Checkpointer(workdir / "ckpt", max_to_keep=3)
@@ -315,14 +316,21 @@ class Checkpointer:
         restored = ckpt.restore(template)   # (step, state) or None
     """
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3, create: bool = True):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        max_to_keep: int = 3,
+        create: bool = True,
+        keep: Collection[int] = (),
+    ):
         self.directory = Path(directory).absolute()
+        self._max_to_keep, self._keep = max_to_keep, frozenset(int(s) for s in keep)
         if create:  # drop half-written step dirs of a killed save before orbax looks (its own
             # background clean-up would race with a second one)
             for leftover in self.directory.glob("*.orbax-checkpoint-tmp-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
+            max_to_keep=None if self._keep else max_to_keep,  # with keep: pruned in save
             enable_async_checkpointing=False,
             create=create,
             cleanup_tmp_directories=create,  # drop half-written step dirs of a killed save
@@ -365,6 +373,11 @@ class Checkpointer:
             raise RuntimeError(f"orbax declined to save step {step} in {self.directory}")
         step_dir = self._step_dir(step)
         _atomic_write_text(step_dir / MANIFEST_FILE, json.dumps(_file_manifest(step_dir)))
+        if self._keep:
+            prunable = [s for s in self.steps() if s not in self._keep]
+            with _quiet():
+                for s in prunable[: max(0, len(prunable) - self._max_to_keep)]:
+                    self._manager.delete(s)
         return step_dir
 
     def _step_dir(self, step: int) -> Path:

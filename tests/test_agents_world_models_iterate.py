@@ -103,8 +103,19 @@ def test_rounds_add_c_rollouts_and_train_m_and_c_on(iterated_run):
     assert [r["step"] for r in ctrl_rows] == list(range(1, 2 * CFG.generations + 1))
     saved = json.loads((logdir / "evaluate.json").read_text())
     assert saved["rounds"] == 2 and summary["eval_return_mean"] == saved["eval_return_mean"]
-    # The final C is chosen among round 1's evaluations (it acts on round 1's M).
-    assert CFG.generations < saved["controller_generation"] <= 2 * CFG.generations
+    # The final C: the periodic real evaluation that scored best over both rounds (the first of
+    # equal scores), acting on its own round's M, whose checkpoints are kept.
+    evals = [(r["controller/real_return_of_mean"], r["step"]) for r in ctrl_rows
+             if "controller/real_return_of_mean" in r]  # fmt: skip
+    assert len(evals) >= 2 and any(g > CFG.generations for _, g in evals)
+    best = max(score for score, _ in evals)
+    generation = next(g for score, g in evals if score == best)
+    assert saved["controller_generation"] == generation
+    assert saved["controller_real_return"] == pytest.approx(best)
+    assert saved["controller_round"] == int(generation > CFG.generations)
+    for stage, round_ends in (("mdn", (CFG.mdn_steps,)), ("controller", (CFG.generations,))):
+        kept = {int(p.name) for p in (logdir / stage / "checkpoints").iterdir() if p.name.isdigit()}
+        assert set(round_ends) <= kept, (stage, kept)
     # A finished run's iterate stage redoes nothing.
     summary = wm.train_and_evaluate(CFG, logdir, stage="iterate")
     assert not any(k.startswith(("iterate/", "mdn/", "controller/")) for k in summary), summary

@@ -135,6 +135,16 @@ def test_max_to_keep(tmp_path):
     assert step == 20 and float(st["x"][0]) == 20.0
 
 
+def test_keep_steps_survive_pruning(tmp_path):
+    c = ckpt.Checkpointer(tmp_path, max_to_keep=2, keep=(10,))
+    for s in (5, 10, 15, 20, 25):
+        c.save(s, {"x": jnp.full((2,), float(s))}, {})
+    assert c.steps() == [10, 20, 25]  # 10 kept; the two newest of the others
+    c.close()
+    again = ckpt.Checkpointer(tmp_path, create=False)
+    assert float(again.restore_step(10, {"x": jnp.zeros(2)})["x"][0]) == 10.0
+
+
 CONFIG = {"lr": 1e-3, "batch": 50, "model": {"deter": 200, "stoch": 30}, "env": "cheetah_run"}
 
 

@@ -361,7 +361,7 @@ def banner(
     if host:
         env += f"; real episodes in {cfg.workers} worker processes"
     measure = "steps survived" if r.reward == "survival" else "return"
-    order = [n for n in STAGES if n != "iterate" or cfg.iterations > 1]
+    order = [n for n in STAGES if n != "iterate" or r.iterations > 1]
     stages = " -> ".join(order) if stage == "all" else stage
     done = [n for n in done if n in order]
     if done:
@@ -386,15 +386,17 @@ def banner(
         if cfg.eval_every
         else ""
     )
-    if cfg.iterations > 1:
+    if r.iterations > 1:
         rounds = (
-            f"{cfg.iterations} rounds: each after the first collects "
+            f"{r.iterations} rounds: each after the first collects "
             f"{cfg.iteration_rollouts or cfg.rollouts:,} rollouts with C (+ N(0, "
             f"{cfg.iteration_noise:g}^2) on its action), trains M "
             f"{cfg.iteration_mdn_steps or cfg.mdn_steps:,} more updates and runs "
             f"{cfg.generations} more generations of a CMA-ES started "
             f"{'at C = 0' if cfg.iteration_restart == 'zero' else 'around the last C'}"
         )
+    elif cfg.iterations > 1:
+        rounds = "1 (C evolves in the real task; iterative training refines a dream)"
     else:
         rounds = "1 (one pass on the random rollouts)"
     rows = [

@@ -237,26 +237,33 @@ class ControllerChoice(NamedTuple):
     Attributes:
       flat: f32 [N] (`controllers.num_params`); ctrl: its pytree for `dream.controller_action`;
       generation: the generation whose CMA-ES mean it is; real_return: its score at that
-      generation's periodic real evaluation (nan: not evaluated, the last mean).
+      generation's periodic real evaluation (nan: not evaluated, the last mean); round: the
+      round of iterative training it comes from (it acts on that round's M).
     """
 
     flat: jax.Array
     ctrl: Any
     generation: int
     real_return: float
+    round: int = 0
 
 
 def controller_choice(
     run: Run, stage: str = "evaluate", round: int | None = None
 ) -> ControllerChoice:
-    """The trained C of ``round`` (default: the last): the CMA-ES mean that scored best at the
-    round's periodic real evaluations (the last mean with ``eval_every=0`` or from checkpoints
-    written before the choice was stored).
+    """The trained C of ``round``: the CMA-ES mean that scored best at the round's periodic
+    real evaluations (the last mean with ``eval_every=0`` or from checkpoints written before
+    the choice was stored). ``round`` None is the final C: with iterative training, the best
+    of every round's choice by that score (the first of equal scores; a later round's dream can
+    hold an exploit its CMA-ES finds, and the periodic real evaluations show it), each acting
+    on its own round's M.
 
     Raises:
       MissingInputError: the controller stage has not finished (names the stage to run).
     """
-    g = run.generation_target(run.final_round if round is None else round)
+    if round is None:
+        return _best_round(run, stage)
+    g = run.generation_target(round)
     require(run, stage, "controller", finished(run, "controller", g))
     es = _evolution(run)
     template, legacy = _templates(run, es)
@@ -267,11 +274,33 @@ def controller_choice(
     choice = state.get("choice")
     if choice is None or int(choice["generation"]) == 0:
         flat = es.mean(state["es"])
-        return ControllerChoice(flat, es.unflatten(flat), g, float("nan"))
+        return ControllerChoice(flat, es.unflatten(flat), g, float("nan"), round)
     flat = jnp.asarray(choice["flat"])
     return ControllerChoice(
-        flat, es.unflatten(flat), int(choice["generation"]), float(choice["score"])
+        flat, es.unflatten(flat), int(choice["generation"]), float(choice["score"]), round
     )
+
+
+def _best_round(run: Run, stage: str) -> ControllerChoice:
+    """The final C across rounds (`controller_choice` with ``round`` None)."""
+    last = controller_choice(run, stage, run.final_round)  # first: names a missing stage
+    directory = run.logdir / "controller" / "checkpoints"
+    with checkpoint.Checkpointer(directory, create=False) as ck:
+        c_steps = set(ck.steps())
+    with checkpoint.Checkpointer(run.logdir / "mdn" / "checkpoints", create=False) as ck:
+        m_steps = set(ck.steps())
+    candidates = []
+    for r in range(run.final_round):
+        if run.generation_target(r) in c_steps and run.mdn_target(r) in m_steps:
+            candidates.append(controller_choice(run, stage, r))
+        else:
+            print(f"{stage}: round {r}'s C or M checkpoint is gone (kept since a later version)")
+    candidates.append(last)
+
+    def score(c: ControllerChoice) -> float:
+        return -np.inf if np.isnan(c.real_return) else c.real_return
+
+    return max(candidates, key=score)  # the first (earliest round) of equal scores
 
 
 def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]:
@@ -326,7 +355,7 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
             )
         return stored
     choice = controller_choice(run, "evaluate")  # first: names the controller stage
-    params = world_model_params(run, "evaluate", run.final_round)
+    params = world_model_params(run, "evaluate", choice.round)
     es = _evolution(run)
     returns, lengths = real_episodes(
         run, params, choice.flat[None], es, run.key(EVAL), cfg.eval_episodes
@@ -346,12 +375,14 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
         "random_episodes": int(random_returns.size),
         "controller_generation": choice.generation,
         "controller_real_return": choice.real_return,
-        "rounds": run.cfg.iterations,
+        "controller_round": choice.round,
+        "rounds": run.r.iterations,
     }
     unit = "steps survived" if run.r.reward == "survival" else "return"
     key = "length" if run.r.reward == "survival" else "return"
     print(
-        f"evaluate: C (the CMA-ES mean of generation {choice.generation}) "
+        f"evaluate: C (the CMA-ES mean of generation {choice.generation}"
+        f"{f', round {choice.round}' if run.r.iterations > 1 else ''}) "
         f"{summary[f'eval_{key}_mean']:.1f} ± {summary[f'eval_{key}_std']:.1f} {unit} over "
         f"{summary['eval_episodes']} real episodes; i.i.d. random actions "
         f"{summary[f'random_{key}_mean']:.1f} ± {summary[f'random_{key}_std']:.1f} over "

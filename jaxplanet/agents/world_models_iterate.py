@@ -37,7 +37,7 @@ def iterated(run: Run) -> bool:
 def iterate(run: Run) -> dict[str, Any]:
     """The iterate stage: rounds 1 .. `iterations` - 1 (nothing with ``iterations=1``)."""
     summary: dict[str, Any] = {}
-    for r in range(1, run.cfg.iterations):
+    for r in range(1, run.r.iterations):
         if finished(run, "controller", run.generation_target(r)):
             continue
         if not collected_round(run, r):  # (round r - 1's checkpoints are kept until then)

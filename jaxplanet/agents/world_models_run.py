@@ -109,7 +109,7 @@ class Run:
     @property
     def final_round(self) -> int:
         """Index of the last round of iterative training (0: one pass, the paper's Doom)."""
-        return self.cfg.iterations - 1
+        return self.r.iterations - 1
 
     def rollout_count(self, round: int) -> int:
         """Rollout files M trains on in ``round``: the random ones, then each earlier round's
@@ -123,6 +123,14 @@ class Run:
     def generation_target(self, round: int) -> int:
         """CMA-ES generations at the end of ``round``."""
         return self.cfg.generations * (round + 1)
+
+    def round_ends(self, stage: str) -> frozenset[int]:
+        """Checkpoint steps of ``stage`` that end a round ("mdn": M's update counts,
+        "controller": generations; none for the other stages): kept, so the final C can be
+        chosen across rounds with the M it acts on."""
+        target = {"mdn": self.mdn_target, "controller": self.generation_target}.get(stage)
+        rounds = range(self.r.iterations)
+        return frozenset() if target is None else frozenset(target(r) for r in rounds)
 
     def key(self, stream: int, index: int = 0) -> jax.Array:
         """PRNG key ``index`` of stage ``stream``."""
@@ -320,7 +328,8 @@ def stage_state(
       (checkpointer, next step, state, progress): the restored ones, or (.., 0, template,
       Progress()) for a fresh start.
     """
-    ckpt = checkpoint.Checkpointer(run.logdir / name / "checkpoints", max_to_keep=2)
+    directory = run.logdir / name / "checkpoints"
+    ckpt = checkpoint.Checkpointer(directory, max_to_keep=2, keep=run.round_ends(name))
     restored = ckpt.restore({**template, "progress": resume.Progress().as_dict()})
     progress = None if restored is None else resume.Progress.from_dict(restored[1]["progress"])
     resumed = resume.reconcile(run.logdir / name, progress, restored and restored[0], unit="update")
