@@ -29,11 +29,11 @@ import jax.numpy as jnp
 
 
 def random_replay(a: int, episodes: int, steps: int) -> Any:
-    """A `jaxplanet.replay` buffer of ``episodes`` random episodes of ``steps`` frames (uint8
+    """A `jaxplanet.core.replay` buffer of ``episodes`` random episodes of ``steps`` frames (uint8
     64x64x3 noise, uniform actions in [-1, 1]^a and rewards in [0, 1]), from a fixed seed."""
     import numpy as np
 
-    from jaxplanet import replay
+    from jaxplanet.core import replay
 
     rng = np.random.default_rng(0)
     buf = replay.init(episodes * steps, (64, 64, 3), a)

@@ -1,18 +1,19 @@
-"""Which XLA compile options the PlaNet agent's act and update should use (`jaxplanet.compile`).
+"""Which XLA compile options the PlaNet agent's act and update should use
+(`jaxplanet.core.compile`).
 
-Builds the agent's own jitted functions (`agents.planet.make_functions`) at the quick preset's
-size, lowers each once and compiles it with every `jaxplanet.compile.CPU_VARIANTS` setting
+Builds the agent's own jitted functions (`planet.agent.make_functions`) at the quick preset's
+size, lowers each once and compiles it with every `jaxplanet.core.compile.CPU_VARIANTS` setting
 (which ops XLA:CPU hands to YNNPACK), then times the variants alternately in one process:
 every round times each variant once (``calls`` calls, the variants' order rotating from round
 to round), so that all of them see the same machine load. Reported per variant: median seconds
 per call and the median over rounds of its seconds over the chosen variant's
-(`jaxplanet.compile.CHOICE`) in the same round, > 1 = slower than the choice.
+(`jaxplanet.core.compile.CHOICE`) in the same round, > 1 = slower than the choice.
 
     python -m benchmarks.compile_options                        # act + update, quick size
     python -m benchmarks.compile_options --items act,open_loop --repeats 9
 
 Items: ``act`` (one agent step for one env: belief update + CEM), ``act_batch`` (the batched
-planner of ``--num_envs`` > 1, `agents.planet_scale.make_act`, ``--envs`` beliefs),
+planner of ``--num_envs`` > 1, `planet.scale.make_act`, ``--envs`` beliefs),
 ``update`` (fused replay sample + train step, replay on the device as on CPU) and
 ``open_loop`` (the eval video's model frames).
 """
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from jaxplanet import compile as compile_lib
+from jaxplanet.core import compile as compile_lib
 
 ITEMS = ("act", "act_batch", "update", "open_loop")
 KIND = {"act": "act", "act_batch": "act", "update": "update", "open_loop": "update"}
@@ -37,7 +38,7 @@ KIND = {"act": "act", "act_batch": "act", "update": "update", "open_loop": "upda
 
 def agent_config(preset: str = "quick") -> Any:
     """The agent config measured: a preset (default quick) as the agent runs it."""
-    from jaxplanet.agents import planet_config
+    from jaxplanet.planet import config as planet_config
 
     return planet_config.preset(preset)
 
@@ -46,9 +47,8 @@ def items(
     cfg: Any, a: int, names: Sequence[str], envs: int = 4
 ) -> dict[str, tuple[Any, tuple, bool]]:
     """``name -> (agent's jitted function, example arguments, donates its first argument)``."""
-    from jaxplanet import rssm
-    from jaxplanet.agents import planet as agent
-    from jaxplanet.agents import planet_scale
+    from jaxplanet.planet import agent, rssm
+    from jaxplanet.planet import scale as planet_scale
 
     fns = agent.make_functions(cfg, a)
     state = agent.init_train_state(cfg, agent.root_key(cfg), a)

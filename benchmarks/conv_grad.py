@@ -7,10 +7,11 @@ For every encoder/decoder layer and for the whole encoder and decoder, times the
 for several variants, interleaved round by round (one matmul peak, then each variant) so that all
 variants of an item see the same machine conditions:
 
-* ``xla``: flax/lax convolutions (``jaxplanet.convs`` impl "xla" == flax.linen.Conv/ConvTranspose);
-* ``fast``: ``jaxplanet.convs`` impl "fast" (custom VJPs, phase-decomposed transposed convs);
+* ``xla``: flax/lax convolutions (``jaxplanet.nn.convs`` impl "xla" ==
+  flax.linen.Conv/ConvTranspose);
+* ``fast``: ``jaxplanet.nn.convs`` impl "fast" (custom VJPs, phase-decomposed transposed convs);
 * ``...+opts``: the same compiled with the training step's XLA options,
-  ``jaxplanet.compile.compiler_options("update")``.
+  ``jaxplanet.core.compile.compiler_options("update")``.
 
 FLOPs are analytic: 2 x multiply-accumulates of the convolutions (and of the decoder's dense
 layer), transposed convs counted without the zeros of dilation, bias/ReLU not counted;
@@ -32,8 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from jaxplanet import compile as compile_lib
-from jaxplanet import convs
+from jaxplanet.core import compile as compile_lib
+from jaxplanet.nn import convs
 
 # (name, kind, input spatial, in channels, out channels, kernel): PlaNet at depth 32.
 LAYERS = (

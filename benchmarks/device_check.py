@@ -64,8 +64,9 @@ def peaks(n: int) -> dict[str, float]:
 
 def replay_stall(size: str, steps: int, peak_n: int) -> dict[str, Any]:
     """Seconds the update loop waits for host-sampled batches (prefetched one step ahead)."""
-    from jaxplanet import compile as compile_lib
-    from jaxplanet import planet, replay
+    from jaxplanet import planet
+    from jaxplanet.core import compile as compile_lib
+    from jaxplanet.core import replay
 
     b, t, depth, deter, stoch, hidden = SIZES[size]["replay"]
     cfg = planet.ModelConfig(depth=depth, deter=deter, stoch=stoch, hidden=hidden)

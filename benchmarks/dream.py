@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from jaxplanet import controllers, dream, mdn_rnn, vae
+from jaxplanet.worldmodels import controllers, dream, mdn_rnn, vae
 
 __all__ = ["build", "main", "run", "step_flops"]
 

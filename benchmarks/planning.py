@@ -4,8 +4,8 @@ PlaNet (Hafner et al., ICML 2019) plans every action with CEM over the RSSM prio
 candidates x horizon 12 x 10 iterations of one latent transition (img_step + reward head),
 about 92.5 GFLOP at paper size. This benchmark times the agent's OWN jitted act, the function
 the PlaNet agent calls at every environment step, compiled with the agent's XLA options
-(`jaxplanet.compile.compiler_options("act")`): `agents.planet.make_functions(cfg, A).act`
-for one environment, or `agents.planet_scale.make_act(cfg, A)` for ``--batch`` N > 1 beliefs
+(`jaxplanet.core.compile.compiler_options("act")`): `planet.agent.make_functions(cfg, A).act`
+for one environment, or `planet.scale.make_act(cfg, A)` for ``--batch`` N > 1 beliefs
 in one call (the agent with ``--num_envs=N``). One call = posterior step (conv encoder on the
 new frame + RSSM) + CEM from a sample of the belief + exploration noise. FLOP/s are reported as
 a fraction of the fp32 matmul peak measured in the same process right before each timed call
@@ -29,8 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from jaxplanet import compile as compile_lib
-from jaxplanet import planet, rssm
+from jaxplanet import planet
+from jaxplanet.core import compile as compile_lib
+from jaxplanet.planet import rssm
 from jaxplanet.planners import cem
 
 SUMMARY_KEYS = (
@@ -79,7 +80,7 @@ def model_config(args: argparse.Namespace) -> planet.ModelConfig:
 
 def cem_config(args: argparse.Namespace) -> Any:
     """The agent's planner settings (`PlannerConfig`, a `cem.CEMConfig`) the flags describe."""
-    from jaxplanet.agents import planet_config
+    from jaxplanet.planet import config as planet_config
 
     return planet_config.PlannerConfig(
         horizon=args.horizon,
@@ -94,7 +95,7 @@ def cem_config(args: argparse.Namespace) -> Any:
 def agent_config(args: argparse.Namespace, batch: int = 1) -> Any:
     """The PlaNet agent config (paper preset) with the flags' model and planner, collecting
     ``batch`` environments at once (``--num_envs``)."""
-    from jaxplanet.agents import planet_config
+    from jaxplanet.planet import config as planet_config
 
     return dataclasses.replace(
         planet_config.paper(),
@@ -170,8 +171,8 @@ def init_params(args: argparse.Namespace) -> Any:
 
 def agent_act(args: argparse.Namespace, batch: int = 1) -> Any:
     """The agent's own jitted act for ``batch`` environments (the object the agent calls)."""
-    from jaxplanet.agents import planet as agent
-    from jaxplanet.agents import planet_scale
+    from jaxplanet.planet import agent
+    from jaxplanet.planet import scale as planet_scale
 
     cfg = agent_config(args, batch)
     if batch == 1:
@@ -266,9 +267,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "model": dataclasses.asdict(cfg),
         },
         "function": (
-            "agents.planet.make_functions(cfg, A).act"
+            "planet.agent.make_functions(cfg, A).act"
             if batch == 1
-            else "agents.planet_scale.make_act(cfg, A) (cfg.num_envs = batch)"
+            else "planet.scale.make_act(cfg, A) (cfg.num_envs = batch)"
         ),
         "compile_seconds": compile_seconds,
         "compiler_options": parts["options"],

@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxplanet import replay
+from jaxplanet.core import replay
 
 OBS_SHAPE = (64, 64, 3)
 ACTION_DIM = 6

@@ -153,7 +153,7 @@ def add_scale_out_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _quick(size: str) -> Any:
-    from jaxplanet.agents import planet_config
+    from jaxplanet.planet import config as planet_config
 
     cfg = planet_config.quick() if size == "quick" else planet_config.tiny()
     return dataclasses.replace(cfg, env="point_reach", episode_length=0, action_repeat=0)
@@ -200,11 +200,10 @@ def collect_rows(args: argparse.Namespace, envs: Sequence[int]) -> list[dict[str
     with --num_envs) and the on-device ``lax.scan``."""
     import jax
 
-    from jaxplanet import compile as compile_lib
-    from jaxplanet.agents import planet as agent
-    from jaxplanet.agents import planet_scale
+    from jaxplanet.core import compile as compile_lib
     from jaxplanet.envs import point_reach, vector
-    from jaxplanet.planet import acting, collect
+    from jaxplanet.planet import acting, agent, collect
+    from jaxplanet.planet import scale as planet_scale
 
     cfg = _quick(args.size)
     env = point_reach.make()
@@ -252,8 +251,10 @@ def shard_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Planning ``--beliefs`` beliefs on 1 device vs split over ``--devices`` (quick size)."""
     import jax
 
-    from jaxplanet import compile as compile_lib
-    from jaxplanet import parallel, planet, rssm
+    from jaxplanet import planet
+    from jaxplanet.core import compile as compile_lib
+    from jaxplanet.core import parallel
+    from jaxplanet.planet import rssm
     from jaxplanet.planners import cem
 
     cfg = _quick(args.size)

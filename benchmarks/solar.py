@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from jaxplanet import lgssm
 from jaxplanet.planners import lqr
+from jaxplanet.solar import lgssm
 
 __all__ = ["SUMMARY_KEYS", "main"]
 

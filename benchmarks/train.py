@@ -2,9 +2,9 @@
 
 One step = encoder over B x T frames, RSSM filtering scan over T, decoder and reward head,
 KL with free nats (and latent overshooting if enabled), backward pass and Adam update, as one
-jitted call: the agent's OWN update on a batch, `agents.planet.make_functions(cfg,
+jitted call: the agent's OWN update on a batch, `planet.agent.make_functions(cfg,
 A).update_batch` (`jaxplanet.planet.train_step`, the train state donated), compiled with the
-agent's XLA options (`jaxplanet.compile.compiler_options("update")`). FLOP/s are a fraction of
+agent's XLA options (`jaxplanet.core.compile.compiler_options("update")`). FLOP/s are a fraction of
 the fp32 matmul peak measured in the same process right before each timed call (DESIGN.md,
 "Performance method"). On XLA:CPU the conv gradients dominate (see `benchmarks.conv_grad`).
 
@@ -14,7 +14,7 @@ the fp32 matmul peak measured in the same process right before each timed call (
     python -m benchmarks.train --replay host --steps 10             # agent loop, host replay
     python -m benchmarks.train --replay device --steps 10           # agent loop, device replay
 
-With ``--replay`` the figure is the agent's own training loop (``agents.planet.train``): each
+With ``--replay`` the figure is the agent's own training loop (``planet.agent.train``): each
 update samples its batch from a replay of random episodes, with the replay in host memory (batch
 sampled on the host and prefetched to the device while the previous update runs) or on the
 device (sampling fused into the update).
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from jaxplanet import compile as compile_lib
+from jaxplanet.core import compile as compile_lib
 
 SUMMARY_KEYS = (
     "seconds_median",
@@ -111,7 +111,7 @@ def add_args(parser: Any) -> Any:
 
 def agent_config(args: Any) -> Any:
     """The PlaNet agent config (paper preset) with the flags' batch and model sizes."""
-    from jaxplanet.agents import planet_config
+    from jaxplanet.planet import config as planet_config
 
     base = planet_config.paper()
     model = dataclasses.replace(
@@ -132,7 +132,7 @@ def agent_config(args: Any) -> Any:
 def agent_update(args: Any) -> Any:
     """The agent's own jitted update on a batch, ``(train_state, batch, key) -> (train_state,
     metrics)`` with the state donated (the object the agent calls)."""
-    from jaxplanet.agents import planet as agent
+    from jaxplanet.planet import agent
 
     return agent.make_functions(agent_config(args), args.action_dim).update_batch
 
@@ -149,7 +149,7 @@ def compiler_options(args: Any) -> dict[str, Any]:
 def setup(args: Any, state: Any = None) -> dict[str, Any]:
     """The agent's update and the arguments of one call: a train state (default: a fresh one),
     a random batch and a key."""
-    from jaxplanet.agents import planet as agent
+    from jaxplanet.planet import agent
 
     agent_cfg = agent_config(args)
     b, t, a = args.batch, args.length, args.action_dim
@@ -215,7 +215,7 @@ def run(args: Any) -> dict[str, Any]:
         "benchmark": "train",
         **common.environment(),
         "config": {"batch": b, "length": t, "action_dim": a, "model": dataclasses.asdict(cfg)},
-        "function": "agents.planet.make_functions(cfg, A).update_batch",
+        "function": "planet.agent.make_functions(cfg, A).update_batch",
         "compile_seconds": compile_seconds,
         "compiler_options": options,
         **timing,
@@ -239,8 +239,8 @@ def run(args: Any) -> dict[str, Any]:
 
 def run_replay(args: Any) -> dict[str, Any]:
     """Updates per second of the agent's training loop with replay on the host or device."""
-    from jaxplanet import replay
-    from jaxplanet.agents import planet as agent
+    from jaxplanet.core import replay
+    from jaxplanet.planet import agent
 
     cfg = agent_config(args)
     a, episode_steps, episodes = args.action_dim, 501, 8

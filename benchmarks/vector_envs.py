@@ -79,11 +79,10 @@ def time_batched(
 
 def _available(name: str, workers: bool) -> str | None:
     """None if `name` can run here (in that mode), else why not."""
-    import importlib.util
-
     from jaxplanet import envs
+    from jaxplanet.envs.optional import available
 
-    if workers and importlib.util.find_spec("gymnasium") is None:
+    if workers and not available("gymnasium"):
         return "gymnasium is not installed"
     try:
         envs.make(name, episode_length=8 * 8).close()

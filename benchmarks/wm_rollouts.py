@@ -1,7 +1,7 @@
 """Real-environment rollouts/s of World Models' host tasks with 1 vs more worker processes.
 
 World Models runs the real task (VizDoom take_cover, CarRacing) in worker processes through
-`gymnasium.vector.AsyncVectorEnv` (`jaxplanet.envs.car_racing.vector_episodes`), e.g. to collect
+`gymnasium.vector.AsyncVectorEnv` (`jaxplanet.envs.vector.vector_episodes`), e.g. to collect
 random rollouts or to score controllers. This times `--episodes` random-action episodes
 (64x64 frames, the frame resize included) for each worker count and reports episodes/s and
 env steps/s; each worker count uses the same episode seeds, so the work is identical.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common
-from jaxplanet import timing
+from jaxplanet.core import timing
 
 __all__ = ["RandomActions", "main", "run"]
 
@@ -56,7 +56,7 @@ def _factory(env: str) -> tuple[Any, int]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Times the episodes per worker count; returns the JSON record."""
-    from jaxplanet.envs import car_racing
+    from jaxplanet.envs.vector import vector_episodes
 
     make_gym, action_dim = _factory(args.env)
     options = {"action_repeat": args.action_repeat, "episode_length": args.episode_length}
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for workers in args.workers:
         wall, cpu = time.perf_counter(), timing.cpu_seconds()
-        eps = car_racing.vector_episodes(
+        eps = vector_episodes(
             make_gym, options, seeds, RandomActions(action_dim, args.seed), workers, False, False
         )
         wall, cpu = time.perf_counter() - wall, timing.cpu_seconds() - cpu

@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import spearmanr
 
-from jaxplanet import checkpoint, resume, rssm
-from jaxplanet import config as config_lib
-from jaxplanet.agents import planet as agent
-from jaxplanet.agents.planet_config import PlanetConfig
+from jaxplanet.core import checkpoint, resume
+from jaxplanet.core import config as config_lib
 from jaxplanet.envs import point_reach
+from jaxplanet.planet import agent, rssm
+from jaxplanet.planet.config import PlanetConfig
 from jaxplanet.planet.model import posterior_step, reward
 from jaxplanet.planet.planning import latent_step, plan_start
 

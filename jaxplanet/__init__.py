@@ -1,23 +1,24 @@
 """jaxplanet: model-based RL (PlaNet, World Models, SOLAR) as pure JAX functions.
 
 Every piece is a pure function over pytrees that composes with your own JAX code. The
-sub-modules are loaded on first attribute access, so ``import jaxplanet`` stays fast (it does
-not import JAX); ``jaxplanet.rssm`` or ``from jaxplanet import planners`` loads what it needs.
+sub-packages are loaded on first attribute access, so ``import jaxplanet`` stays fast (it does
+not import JAX); ``jaxplanet.planet`` or ``from jaxplanet import planners`` loads what it needs.
 
-Models:
-  * `rssm`: PlaNet's recurrent state-space model (and its SSM / RNN ablations);
-  * `planet`: the PlaNet world model, its ELBO, train step and planning transition;
-  * `vae`, `mdn_rnn`, `controllers`, `dream`: World Models' V, M, C and the pure-JAX dream;
-  * `mniw`, `lgssm`, `solar`: SOLAR's MNIW prior, linear-Gaussian SSM and structured VAE.
+Systems, each a package with its model files, config, training loop and evaluation:
+  * `planet`: PlaNet (`planet.rssm`, the world model, its ELBO and train step, `planet.agent`);
+  * `worldmodels`: World Models (`vae`, `mdn_rnn`, `controllers`, `dream`, `worldmodels.agent`);
+  * `solar`: SOLAR (`mniw`, `lgssm`, the structured VAE in `solar.model`, `solar.agent`).
 
 Planners (they only see ``step(state, action, key) -> (next_state, reward)`` or an LQ model):
   * `planners`: `planners.cem` (CEM, random shooting), `planners.lqr` (LQR, LQR-FLM).
 
-Infrastructure: `networks`, `convs` (conv layers), `replay` (functional uint8 replay),
-`envs` (pure-JAX tasks, dm_control, gymnasium), `checkpoint` (orbax), `config` (frozen
-dataclass configs), `logging` (jsonl, TensorBoard, videos), `plot` (learning curves),
-`resume`, `console` (banner, progress, Ctrl-C), `video`, `parallel` (meshes, sharded training
-and planning, multi-host), and `agents` (the training loops).
+Shared:
+  * `envs`: pure-JAX tasks, dm_control from pixels, the gymnasium pixel adapter, batched
+    environments (`envs.vector`) and the optional dependencies (`envs.optional`);
+  * `nn`: conv encoders/decoders and MLP heads (`nn.networks`, `nn.convs`);
+  * `core`: run machinery: `replay`, `episodes`, `checkpoint`, `resume`, `config`, `logging`,
+    `console`, `plot`, `video`, `timing`, `compile`, `parallel`;
+  * `cli`: the console scripts (``jaxplanet-planet`` etc.).
 
 Example:
     import jax, jax.numpy as jnp
@@ -38,29 +39,14 @@ from jaxplanet import _lazy
 __version__ = "0.1.0"
 
 __all__ = [
-    "agents",
-    "checkpoint",
-    "config",
-    "console",
-    "controllers",
-    "convs",
-    "dream",
+    "cli",
+    "core",
     "envs",
-    "lgssm",
-    "logging",
-    "mdn_rnn",
-    "mniw",
-    "networks",
-    "parallel",
+    "nn",
     "planet",
     "planners",
-    "plot",
-    "replay",
-    "resume",
-    "rssm",
     "solar",
-    "vae",
-    "video",
+    "worldmodels",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Lazy sub-module loading for packages (PEP 562), shared by `jaxplanet` and `jaxplanet.agents`."""
+"""Lazy sub-module loading for packages (PEP 562), shared by `jaxplanet` and its sub-packages."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def make_gym(
     """
     import gymnasium
 
-    from jaxplanet.envs.car_racing import pixel_wrapper_class
+    from jaxplanet.envs.gym import pixel_wrapper_class
 
     def maybe_die(seed: int | None, step: int) -> None:
         if seed not in die_seeds or step != die_step or multiprocessing.parent_process() is None:

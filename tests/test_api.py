@@ -53,7 +53,11 @@ def _is_documentable(obj) -> bool:
 
 
 def test_modules_found():
-    for expected in ("jaxplanet.rssm", "jaxplanet.planners.cem", "jaxplanet.envs.point_reach"):
+    for expected in (
+        "jaxplanet.planet.rssm",
+        "jaxplanet.planners.cem",
+        "jaxplanet.envs.point_reach",
+    ):
         assert expected in MODULES
 
 
@@ -98,10 +102,23 @@ def test_star_import_gives_all():
 
 
 def test_top_level_exposes_systems_and_pieces():
-    for name in ("rssm", "planet", "vae", "mdn_rnn", "lgssm", "mniw", "solar", "planners"):
-        assert name in jaxplanet.__all__
-    for name in ("replay", "envs", "checkpoint", "config", "plot"):
-        assert name in jaxplanet.__all__
+    for name in (
+        "planet.rssm",
+        "planet",
+        "worldmodels.vae",
+        "worldmodels.mdn_rnn",
+        "solar.lgssm",
+        "solar.mniw",
+        "solar",
+        "planners",
+    ):
+        package, _, module = name.partition(".")
+        assert package in jaxplanet.__all__
+        assert not module or module in dir(getattr(jaxplanet, package))
+    for name in ("core.replay", "envs", "core.checkpoint", "core.config", "core.plot"):
+        package, _, module = name.partition(".")
+        assert package in jaxplanet.__all__
+        assert not module or module in getattr(jaxplanet, package).__all__
     assert {"cem", "lqr", "random_shooting"} <= set(jaxplanet.planners.__all__)
     with pytest.raises(AttributeError, match="no attribute 'not_a_module'"):
         jaxplanet.not_a_module  # noqa: B018
@@ -115,8 +132,9 @@ def test_import_is_lazy():
         "loaded = sorted(m for m in sys.modules if m.startswith(('jax.', 'jaxplanet.'))\n"
         "                and m != 'jaxplanet._lazy')\n"
         "assert 'jax' not in sys.modules and not loaded, loaded\n"
-        "jaxplanet.rssm\n"
-        "assert 'jaxplanet.rssm' in sys.modules and 'jaxplanet.vae' not in sys.modules\n"
+        "jaxplanet.planet.rssm\n"
+        "assert 'jaxplanet.planet.rssm' in sys.modules\n"
+        "assert 'jaxplanet.worldmodels.vae' not in sys.modules\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from benchmarks import common, planning, scaling
-from jaxplanet import compile as compile_lib
 from jaxplanet import planet
+from jaxplanet.core import compile as compile_lib
 from jaxplanet.planners import cem
 
 TINY = [
@@ -239,7 +239,7 @@ def test_conv_forward_flops_paper_encoder_decoder():
 def test_latent_scan_gflop_uncounted_paper_size():
     """Hand count at paper size: prior 299,200 MACs/row, posterior 52,000 (B = T = D = 50)."""
     from benchmarks import train
-    from jaxplanet import rssm
+    from jaxplanet.planet import rssm
 
     cfg = planet.ModelConfig()
     # Only the kernels' shapes count: no parameters are made.

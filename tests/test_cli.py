@@ -15,6 +15,8 @@ import pytest
 from jaxplanet import cli
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Each system's package under jaxplanet/.
+PACKAGE = {"planet": "planet", "world_models": "worldmodels", "solar": "solar"}
 
 
 def test_dispatcher_lists_commands_and_refuses_unknown(capsys):
@@ -169,10 +171,11 @@ def test_resume_without_preset_starts_from_the_saved_config(tmp_path, system):
     """Every command: --logdir holding a run and no --preset -> that run's config, not paper."""
     import importlib
 
-    from jaxplanet import checkpoint, cli
-    from jaxplanet import config as config_lib
+    from jaxplanet import cli
+    from jaxplanet.core import checkpoint
+    from jaxplanet.core import config as config_lib
 
-    module = importlib.import_module(f"jaxplanet.agents.{system}_config")
+    module = importlib.import_module(f"jaxplanet.{PACKAGE[system]}.config")
     cls = next(
         v
         for k, v in vars(module).items()
@@ -192,8 +195,9 @@ def test_resume_without_preset_starts_from_the_saved_config(tmp_path, system):
 
 
 def test_run_command_maps_errors_to_exit_statuses(capsys):
-    from jaxplanet import cli, console
-    from jaxplanet import config as config_lib
+    from jaxplanet import cli
+    from jaxplanet.core import config as config_lib
+    from jaxplanet.core import console
 
     def raising(err):
         def body():
@@ -249,8 +253,8 @@ def test_every_command_has_eval_mode(system):
 def test_paper_banner_warns_on_a_cpu_as_planet_does(system, warned):
     """World Models and SOLAR build their banner from the config (nothing runs): the rows PlaNet's
     has, and its GPU-size warning for the paper preset on a CPU, naming what to run instead."""
-    agent = importlib.import_module(f"jaxplanet.agents.{system}")
-    presets = importlib.import_module(f"jaxplanet.agents.{system}_config")
+    agent = importlib.import_module(f"jaxplanet.{PACKAGE[system]}.agent")
+    presets = importlib.import_module(f"jaxplanet.{PACKAGE[system]}.config")
     text = agent.banner(presets.paper(), "runs/x", "paper", backend="cpu")
     names = [line.split()[0] for line in text.splitlines()[1:]]
     for row in ("preset", "env", "devices", "output", "warning:"):
@@ -265,7 +269,9 @@ def test_paper_banner_warns_on_a_cpu_as_planet_does(system, warned):
 def test_end_tables_share_planet_rows(tmp_path):
     """The rows every end table has, named and worded as PlaNet's: wall time, metrics,
     TensorBoard, videos, plot, evaluate."""
-    from jaxplanet.agents import planet, solar, world_models
+    from jaxplanet.planet import agent as planet
+    from jaxplanet.solar import agent as solar
+    from jaxplanet.worldmodels import agent as world_models
 
     (tmp_path / "videos").mkdir()
     (tmp_path / "learning_curves.png").write_bytes(b"")

@@ -13,8 +13,9 @@ import imageio.v2 as imageio
 import pytest
 
 from experiments import solar as cli
-from jaxplanet import video
-from jaxplanet.agents import solar, solar_config
+from jaxplanet.core import video
+from jaxplanet.solar import agent as solar
+from jaxplanet.solar import config as solar_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,8 +116,7 @@ def test_paper_banner_warns_that_it_is_gpu_sized_on_a_cpu():
 def test_ctrl_c_stops_between_episodes(tmp_path, capsys, monkeypatch):
     """A Ctrl-C while the random pretraining rollouts run stops before the next one: exit
     status 130 and PlaNet's messages (the run resumes from its last checkpoint)."""
-    from jaxplanet import console
-    from jaxplanet.agents import episodes
+    from jaxplanet.core import console, episodes
 
     stops, calls = [], []
     enter = console.StopOnInterrupt.__enter__

@@ -15,8 +15,9 @@ import imageio.v2 as imageio
 import pytest
 
 from experiments import world_models as cli
-from jaxplanet import video
-from jaxplanet.agents import world_models, world_models_config
+from jaxplanet.core import video
+from jaxplanet.worldmodels import agent as world_models
+from jaxplanet.worldmodels import config as world_models_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,7 +149,8 @@ def test_paper_banner_warns_that_it_is_gpu_sized_on_a_cpu():
 def test_ctrl_c_stops_between_updates_and_the_stage_resumes(tmp_path, capsys, monkeypatch):
     """A Ctrl-C during V's updates stops at the next update (exit status 130, PlaNet's
     messages); the stage then resumes from its checkpoint."""
-    from jaxplanet import console, vae
+    from jaxplanet.core import console
+    from jaxplanet.worldmodels import vae
 
     stops, calls = [], []
     enter = console.StopOnInterrupt.__enter__

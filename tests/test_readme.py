@@ -74,9 +74,9 @@ def _planet_commands() -> list[list[str]]:
 
 def test_readme_planet_commands_give_valid_configs():
     """Every PlaNet training command printed in the README or docs parses and validates (no run)."""
-    from jaxplanet import config as config_lib
-    from jaxplanet.agents import planet_config
     from jaxplanet.cli import planet as planet_cli
+    from jaxplanet.core import config as config_lib
+    from jaxplanet.planet import config as planet_config
 
     commands = _planet_commands()
     assert any("--num_seeds=3" in c for c in commands) and len(commands) >= 5

@@ -39,7 +39,7 @@ def field_flags(
     Returns the dotted field names; each flag's value lands in ``args.field:<name>`` (None when
     not given). Choice fields show their allowed values.
     """
-    from jaxplanet import config as config_lib
+    from jaxplanet.core import config as config_lib
 
     others = {n: config_lib.flat_fields(c) for n, c in (presets or {}).items()}
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -158,7 +158,7 @@ def add_run_flags(
 
 def check_logdir(logdir: str) -> None:
     """Refuses (`config.ConfigError`) a ``--logdir`` that is a file or lies under a file."""
-    from jaxplanet import config as config_lib
+    from jaxplanet.core import config as config_lib
 
     path = os.path.abspath(logdir)
     if os.path.exists(path) and not os.path.isdir(path):
@@ -190,8 +190,8 @@ def base_config(
     Resuming (``logdir`` holds a run and no ``--preset`` was given) starts from the run's saved
     config, so only the flags given change it; otherwise ``preset`` (default ``paper``).
     """
-    from jaxplanet import checkpoint
-    from jaxplanet import config as config_lib
+    from jaxplanet.core import checkpoint
+    from jaxplanet.core import config as config_lib
 
     saved = checkpoint.read_config(logdir) if logdir else None
     if saved is not None and preset is None:
@@ -205,8 +205,9 @@ def run_command(body: Callable[[], Any]) -> int:
     returns), 2 bad input (a bad flag or config, an unknown env, a run directory of another
     config, a missing optional package, no rendering backend), 3 a non-finite loss, 130 Ctrl-C
     (the run resumes from its last checkpoint). Errors are one ``error:`` line on stderr."""
-    from jaxplanet import checkpoint, console, envs
-    from jaxplanet import config as config_lib
+    from jaxplanet import envs
+    from jaxplanet.core import checkpoint, console
+    from jaxplanet.core import config as config_lib
     from jaxplanet.envs.dmc import RenderingError
 
     try:

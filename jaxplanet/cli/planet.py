@@ -75,7 +75,7 @@ def parse_args(
     argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet"
 ) -> tuple[argparse.Namespace, dict[str, str]]:
     """Parse flags; returns the namespace and the config-field overrides as strings."""
-    from jaxplanet.agents import planet_config
+    from jaxplanet.planet import config as planet_config
 
     parser = cli.Parser(
         prog=prog,
@@ -104,9 +104,11 @@ def parse_args(
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> int:
     """Runs the command line; returns the exit status (0 ok, 2 bad input, 3 NaN, 130 Ctrl-C)."""
     args, overrides = parse_args(argv, prog)
-    from jaxplanet import config as config_lib
-    from jaxplanet import console, envs
-    from jaxplanet.agents import planet, planet_config
+    from jaxplanet import envs
+    from jaxplanet.core import config as config_lib
+    from jaxplanet.core import console
+    from jaxplanet.planet import agent as planet
+    from jaxplanet.planet import config as planet_config
 
     if args.list_envs:
         print("\n".join(envs.names()))

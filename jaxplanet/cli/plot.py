@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-plot") -> int
         "--out", default=None, help="PNG path (default: learning_curves.png in the run directory)"
     )
     args = parser.parse_args(argv)
-    from jaxplanet import plot
+    from jaxplanet.core import plot
 
     try:
         path = plot.write_learning_curves(args.logdir, args.out)

@@ -32,7 +32,7 @@ def parse_args(
     argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar"
 ) -> tuple[argparse.Namespace, dict[str, str]]:
     """Parse flags; returns the namespace and the config-field overrides as strings."""
-    from jaxplanet.agents import solar_config
+    from jaxplanet.solar import config as solar_config
 
     parser = cli.Parser(
         prog=prog,
@@ -53,9 +53,11 @@ def parse_args(
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 3 non-finite, 130 ^C)."""
     args, overrides = parse_args(argv, prog)
-    from jaxplanet import config as config_lib
-    from jaxplanet import console, envs
-    from jaxplanet.agents import solar, solar_config
+    from jaxplanet import envs
+    from jaxplanet.core import config as config_lib
+    from jaxplanet.core import console
+    from jaxplanet.solar import agent as solar
+    from jaxplanet.solar import config as solar_config
 
     if args.list_envs:
         print("\n".join(envs.names()))

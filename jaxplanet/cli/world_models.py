@@ -34,7 +34,8 @@ def parse_args(
     argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models"
 ) -> tuple[argparse.Namespace, dict[str, str]]:
     """Parse flags; returns the namespace and the config-field overrides as strings."""
-    from jaxplanet.agents import world_models, world_models_config
+    from jaxplanet.worldmodels import agent as world_models
+    from jaxplanet.worldmodels import config as world_models_config
 
     parser = cli.Parser(
         prog=prog,
@@ -62,9 +63,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models"
     """Runs the command line; returns the exit status (0 ok, 2 bad input, 3 non-finite,
     130 Ctrl-C)."""
     args, overrides = parse_args(argv, prog)
-    from jaxplanet import config as config_lib
-    from jaxplanet import console
-    from jaxplanet.agents import world_models, world_models_config
+    from jaxplanet.core import config as config_lib
+    from jaxplanet.core import console
+    from jaxplanet.worldmodels import agent as world_models
+    from jaxplanet.worldmodels import config as world_models_config
 
     if args.list_envs:
         print("\n".join(world_models_config.ENV_SETTINGS))

@@ -11,6 +11,12 @@ Names: `names()` lists the pure-JAX tasks and every dm_control suite task as `do
 "gym:<id>" wraps `gymnasium.make(id, render_mode="rgb_array")` (optional dependency).
 Bring your own environment: any object with the `HostEnv` methods works with the agents, and
 `GymnasiumEnv(env)` adapts any gymnasium env that renders rgb arrays.
+
+Modules: `base` (`EnvSpec`, `HostEnv`, `JaxEnv`, the pure-JAX host adapter); the tasks
+`point_reach`, `nav2d` (pure JAX), `dmc` (dm_control), `car_racing`, `doom` (World Models');
+`gym` (the gymnasium pixel adapter they share); `vector` (N envs stepped together: in this
+process, vmapped, or in worker processes); `optional` (the optional packages and their install
+command).
 """
 
 from __future__ import annotations

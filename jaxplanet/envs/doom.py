@@ -10,7 +10,7 @@ authors' 2100).
 
 Two forms: `make_gym(...)` (a `gymnasium.Env` for vector envs) and `make(seed, ...)`, the
 `HostEnv` registered as ``doom_take_cover``. vizdoom is optional (`worldmodels` extra) and
-imported only inside the factories.
+imported only inside the factories (`jaxplanet.envs.optional`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from jaxplanet.envs.base import check_episode
-from jaxplanet.envs.car_racing import host_factory, pixel_wrapper_class, require
-from jaxplanet.envs.gym import resize_area
+from jaxplanet.envs.gym import host_factory, pixel_wrapper_class, resize_area
+from jaxplanet.envs.optional import require
 
 DEFAULTS = {"action_repeat": 1, "episode_length": 2100}
 THRESHOLD = 1.0 / 3.0

@@ -21,7 +21,7 @@ Reward per env step (dense, in [0, 1]), summed over the action repeat:
 The Gaussian bump rewards being on the target; the small linear term gives a signal from
 anywhere in the box (so planning on the true simulator sees which way to go). Over 256
 episodes of 100 env steps a random policy returns ~15 (~0.15 per env step), the oracle
-controller ~92 (see tests/test_envs_point_reach.py).
+controller ~92 (see tests/envs/test_point_reach.py).
 """
 
 from __future__ import annotations

@@ -1,15 +1,29 @@
 """PlaNet (Hafner et al., "Learning Latent Dynamics for Planning from Pixels", ICML 2019).
 
-One namespace over its parts, each in its own module:
+One namespace over its model (the names below are re-exported from `model`, `losses`, `train`
+and `planning`); the other sub-modules load on first access (``jaxplanet.planet.agent``).
 
+Model:
+
+* `rssm`: the recurrent state-space model (and the paper's SSM / RNN ablations);
 * `model`: `ModelConfig`, the Linen `WorldModel` (conv encoder, RSSM cell, decoder, reward
   head) and the pure functions that apply it (`init`, `encode`, `decode`, `reward`,
   `posterior_step`, `open_loop_predictions`);
 * `losses`: the negative ELBO with free nats and latent overshooting (`loss`, `kl_loss`);
 * `train`: optimiser and pure `train_step`;
 * `planning`: `latent_step` in the planners' `step(state, action, key)` protocol, `plan_start`.
+
+Training loop:
+
+* `agent`: collect -> update -> evaluate (`train_and_evaluate`, `evaluate_run`);
+* `config`: `PlanetConfig` and its presets;
+* `acting`: belief update + CEM planning + exploration noise, for one or many environments;
+* `collect`: N episodes at once, on the host or on the device;
+* `scale`: K seeds x N environments per collection round, over devices;
+* `seeds`: K agents in one program (``vmap`` over a seed axis).
 """
 
+from jaxplanet import _lazy
 from jaxplanet.planet.losses import kl_loss, loss
 from jaxplanet.planet.model import (
     ModelConfig,
@@ -53,3 +67,20 @@ __all__ = [
     "reward",
     "train_step",
 ]
+
+#: Sub-modules, imported on first attribute access (those above are imported already).
+_MODULES = [
+    "acting",
+    "agent",
+    "collect",
+    "config",
+    "losses",
+    "model",
+    "planning",
+    "rssm",
+    "scale",
+    "seeds",
+    "train",
+]
+
+__getattr__, __dir__ = _lazy.submodules(__name__, _MODULES)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import rssm
+from jaxplanet.planet import rssm
 from jaxplanet.planet.model import ModelConfig, posterior_step
 from jaxplanet.planet.planning import latent_step, plan_start
 from jaxplanet.planners import cem

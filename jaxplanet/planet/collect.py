@@ -1,10 +1,10 @@
 """Collecting N episodes at once: host environments stepped together with one batched planner
 call per agent step, and pure-JAX tasks collected entirely on the device.
 
-Both return episodes in the record convention of `jaxplanet.agents.episodes` and
-`jaxplanet.replay`: record t = (obs_t, action_t that led to it, reward_t for it, is_first_t), so
-an episode of T agent steps has T + 1 records (obs uint8 [T+1, 64, 64, 3], action f32
-[T+1, A], reward f32 [T+1], is_first bool [T+1]).
+Both return episodes in the record convention of `jaxplanet.core.episodes` and
+`jaxplanet.core.replay`: record t = (obs_t, action_t that led to it, reward_t for it,
+is_first_t), so an episode of T agent steps has T + 1 records (obs uint8 [T+1, 64, 64, 3],
+action f32 [T+1, A], reward f32 [T+1], is_first bool [T+1]).
 
 * `host_episodes(envs, policy, seeds)`: N host envs (a `jaxplanet.envs.vector` batched env,
   e.g. worker processes, or a list of `HostEnv`s) reset with their seeds and stepped in lock
@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplanet import replay, rssm
+from jaxplanet.core import replay
 from jaxplanet.envs.base import HostEnv, JaxEnv
+from jaxplanet.planet import rssm
 from jaxplanet.planet.acting import BatchPolicy, act_batch, step_keys
 from jaxplanet.planet.model import ModelConfig
 from jaxplanet.planners import cem

@@ -39,8 +39,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxplanet import rssm
-from jaxplanet.networks import preprocess
+from jaxplanet.nn.networks import preprocess
+from jaxplanet.planet import rssm
 from jaxplanet.planet.model import ModelConfig, WorldModel, _apply, reward
 
 __all__ = [

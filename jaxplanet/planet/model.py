@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxplanet import rssm
-from jaxplanet.networks import MLP, ConvDecoder, ConvEncoder, postprocess, preprocess
+from jaxplanet.nn.networks import MLP, ConvDecoder, ConvEncoder, postprocess, preprocess
+from jaxplanet.planet import rssm
 
 __all__ = [
     "ModelConfig",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import jax
 
-from jaxplanet import rssm
+from jaxplanet.planet import rssm
 from jaxplanet.planet.model import ModelConfig, reward
 
 __all__ = [

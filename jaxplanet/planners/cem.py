@@ -32,7 +32,7 @@ iteration is a single `lax.scan` of `jax.vmap(step)` over the horizon; iteration
 `lax.scan` too, so a whole planning call is one XLA computation with static shapes and no host
 round trips. Under `jax.vmap` over a batch of states the matmuls become
 `[batch * candidates, K] x [K, N]`. The PlaNet agent jits its planning step with
-`jaxplanet.compile.compiler_options("act")` (XLA options chosen by measurement; see there).
+`jaxplanet.core.compile.compiler_options("act")` (XLA options chosen by measurement; see there).
 
 Example (a learned PlaNet model, the step built inside jit from traced params):
 

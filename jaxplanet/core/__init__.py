@@ -1,0 +1,37 @@
+"""Run machinery shared by the three systems (sub-modules load on first access).
+
+* `config`: frozen dataclass configs, presets and typed overrides;
+* `replay`: functional uint8 episodic replay (jittable add/sample, episodes on disk);
+* `episodes`: running a policy in a host environment (`run_episode`, `random_policy`);
+* `checkpoint`: orbax checkpoints of a run and the guard against resuming with another config;
+* `resume`: what a resumed run has done, decided by its checkpoint;
+* `logging`: JSON-lines metrics, TensorBoard, videos, progress bar;
+* `console`: start banner, progress line, Ctrl-C, end summary;
+* `plot`: learning curves from run directories;
+* `video`: labelled video frames;
+* `timing`: wall and CPU seconds per phase;
+* `compile`: the XLA compile options of the agents' jitted functions;
+* `parallel`: meshes, sharded training and planning, multi-host.
+"""
+
+from __future__ import annotations
+
+from jaxplanet import _lazy
+
+__all__ = [
+    "checkpoint",
+    "compile",
+    "config",
+    "console",
+    "episodes",
+    "logging",
+    "parallel",
+    "plot",
+    "replay",
+    "resume",
+    "timing",
+    "video",
+]
+
+
+__getattr__, __dir__ = _lazy.submodules(__name__, __all__)

@@ -1,0 +1,363 @@
+"""One World Models run on the host: config, task, run directory and the policies that act in it.
+
+`Run` validates the config, builds the task (a pure-JAX `JaxEnv` such as point_reach, or a host
+env run in worker processes: CarRacing, VizDoom), checks the run directory's saved config (a
+different one is refused, as for every agent: `checkpoint.check_config`) and derives every PRNG
+key and env seed from the run seed by stage (`COLLECT`, `VAE`, ...). The stage helpers here
+(`stage_state`, `finished`, `require`) are what each stage uses to resume and to name the stage
+that must run first.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxplanet import envs
+from jaxplanet.core import checkpoint, resume
+from jaxplanet.core import config as config_lib
+from jaxplanet.envs import car_racing
+from jaxplanet.envs.vector import vector_episodes
+from jaxplanet.worldmodels import controllers, dream, mdn_rnn
+from jaxplanet.worldmodels.config import RESUMABLE_FIELDS, WorldModelsConfig, resolved
+
+#: Stream ids of the run's keys and seeds (one per stage; SERIES is unused, kept for stability).
+#: RANDOM: the evaluate stage's random baseline; CALIBRATE: the dream calibration's episodes;
+#: ITERATE: the rollouts C collects in the rounds of iterative training.
+COLLECT, VAE, MDN, CTRL, EVAL, SERIES, RANDOM, CALIBRATE, ITERATE = range(9)
+_HOST_GYM = {"car_racing": car_racing.make_gym}
+
+__all__ = [
+    "CALIBRATE",
+    "COLLECT",
+    "CTRL",
+    "EVAL",
+    "ITERATE",
+    "MDN",
+    "RANDOM",
+    "VAE",
+    "ControllerPolicy",
+    "MissingInputError",
+    "RandomPolicy",
+    "Run",
+    "SequencePolicy",
+    "finished",
+    "open_loop_episodes",
+    "require",
+    "stage_state",
+]
+
+
+class MissingInputError(config_lib.ConfigError):
+    """A stage was asked for before the stage that makes its inputs."""
+
+
+class Run:
+    """Host-side handles of one run: config, resolved settings, task, directories.
+
+    Attributes:
+      cfg: the `WorldModelsConfig`; r: its `Resolved` task settings; logdir: run directory.
+      spec: the task's `EnvSpec` (64x64x3 frames, action_dim A); jax_env: the `JaxEnv` of a
+        pure-JAX task, else None; options: env options (action_repeat, episode_length).
+      dcfg: the `dream.DreamConfig` shared by the dream and the real-world agent.
+
+    Raises:
+      config.ConfigError: a bad config value.
+      checkpoint.ConfigMismatchError: ``logdir`` holds a run with another config.
+      ImportError: the task's optional package is missing (names the `worldmodels` extra).
+    """
+
+    def __init__(self, cfg: WorldModelsConfig, logdir: str | os.PathLike):
+        cfg.validate()
+        self.cfg, self.r, self.logdir = cfg, resolved(cfg), Path(logdir)
+        self.root = jax.random.key(cfg.seed, impl=cfg.prng_impl)
+        self.options: dict[str, Any] = {}
+        if cfg.action_repeat:
+            self.options["action_repeat"] = cfg.action_repeat
+        if cfg.episode_length:
+            self.options["episode_length"] = cfg.episode_length
+        self.jax_env = None
+        if cfg.env in envs.JAX_ENVS:
+            self.jax_env = envs.make_jax(cfg.env, **self.options)
+            self.spec = self.jax_env.spec
+        else:  # builds (and closes) one env: a missing optional package fails here, early
+            env = envs.make(cfg.env, seed=cfg.seed, **self.options)
+            self.spec, self.options = (
+                env.spec,
+                {
+                    "action_repeat": env.spec.action_repeat,
+                    "episode_length": env.spec.episode_length,
+                },
+            )
+            env.close()
+        checkpoint.claim_run_dir(self.logdir, cfg, RESUMABLE_FIELDS)
+        self.dcfg = dream.DreamConfig(
+            vae=self.r.vae,
+            mdn=self.r.mdn,
+            action_dim=self.spec.action_dim,
+            max_steps=self.spec.agent_steps,
+            reward=self.r.reward,
+            action_map=self.r.action_map,
+            done_rule=cfg.done_rule,
+            controller_input=self.r.c_input,
+            m_action=cfg.m_action,
+        )
+
+    @property
+    def final_round(self) -> int:
+        """Index of the last round of iterative training (0: one pass, the paper's Doom)."""
+        return self.r.iterations - 1
+
+    def rollout_count(self, round: int) -> int:
+        """Rollout files M trains on in ``round``: the random ones, then each earlier round's
+        (and this round's) C-collected ones, numbered on after them."""
+        return self.cfg.rollouts + round * (self.cfg.iteration_rollouts or self.cfg.rollouts)
+
+    def mdn_target(self, round: int) -> int:
+        """M's update count at the end of ``round``."""
+        return self.cfg.mdn_steps + round * (self.cfg.iteration_mdn_steps or self.cfg.mdn_steps)
+
+    def generation_target(self, round: int) -> int:
+        """CMA-ES generations at the end of ``round``."""
+        return self.cfg.generations * (round + 1)
+
+    def round_ends(self, stage: str) -> frozenset[int]:
+        """Checkpoint steps of ``stage`` that end a round ("mdn": M's update counts,
+        "controller": generations; none for the other stages): kept, so the final C can be
+        chosen across rounds with the M it acts on."""
+        target = {"mdn": self.mdn_target, "controller": self.generation_target}.get(stage)
+        rounds = range(self.r.iterations)
+        return frozenset() if target is None else frozenset(target(r) for r in rounds)
+
+    def key(self, stream: int, index: int = 0) -> jax.Array:
+        """PRNG key ``index`` of stage ``stream``."""
+        return jax.random.fold_in(jax.random.fold_in(self.root, stream), index)
+
+    def seed(self, stream: int, index: int) -> int:
+        """Env seed ``index`` of stage ``stream`` (an int in [0, 2^31))."""
+        return (self.cfg.seed * 1_000_003 + stream * 100_003 + index) % 2**31
+
+    def host_episodes(self, seeds: list[int], policy: Any, record: bool, desc: str) -> list:
+        """One host-env episode per seed, in `cfg.workers` processes (`vector_episodes`: a
+        worker that dies is restarted and its episode played again with the same seed)."""
+        make_gym = _HOST_GYM.get(self.cfg.env)
+        if make_gym is None:
+            from jaxplanet.envs import doom
+
+            make_gym = doom.make_gym
+        return vector_episodes(
+            make_gym, self.options, seeds, policy, self.cfg.workers, record, self.cfg.progress,
+            desc, name=self.cfg.env,
+        )  # fmt: skip
+
+
+class RandomPolicy:
+    """Uniform actions in [-1, 1]^A, then the action map (with ``m_action="raw"`` the raw action:
+    the env applies the map itself, and the recorded action is the one M reads). Each action is
+    held `random_hold` steps, or with `random_hold_max` > 0 for k ~ U{1..random_hold_max} steps,
+    k drawn after each new action (the released ``doomrnn/extract.py``).
+
+    Episode ``i`` (its position in ``seeds``, the env seeds of the call) draws from its own
+    generator seeded by ``seeds[i]``, so a rollout does not depend on which call, wave or worker
+    ran it: a resumed collect equals an uninterrupted one.
+    """
+
+    def __init__(self, run: Run, seeds: list[int]):
+        self.run, self.seeds, self.rngs, self.t = run, seeds, [], 0
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids`` (-1 for idle slots)."""
+        self.rngs = [np.random.default_rng(self.seeds[i] + 7 if i >= 0 else 0) for i in ids]
+        self.t, self.left = 0, np.zeros(len(ids), np.int64)
+        self.a = np.zeros((len(ids), self.run.spec.action_dim), np.float32)
+
+    def _draw(self, g: np.random.Generator) -> np.ndarray:
+        a = g.uniform(-1.0, 1.0, self.run.spec.action_dim)
+        if self.run.cfg.m_action == "mapped":
+            a = controllers.map_action(self.run.r.action_map, a)
+        return np.asarray(a, np.float32)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A]."""
+        hold_max = self.run.r.random_hold_max
+        if hold_max:
+            for j, g in enumerate(self.rngs):
+                if self.left[j] == 0:
+                    self.a[j], self.left[j] = self._draw(g), g.integers(1, hold_max + 1)
+                self.left[j] -= 1
+        elif self.t % self.run.r.random_hold == 0:
+            self.a = np.stack([self._draw(g) for g in self.rngs])
+        self.t += 1
+        return self.a.copy()
+
+
+class SequencePolicy:
+    """Open-loop actions: episode ``i`` (its position in the call's seeds) plays ``actions[i, t]``
+    at agent step t (the last one past the end). The actions are C-like outputs in [-1, 1]; the
+    host env applies the task's action map itself (ViZDoom's thresholds, CarRacing's gas/brake).
+
+    Args:
+      actions: f32 [E, T, A].
+    """
+
+    def __init__(self, actions: np.ndarray):
+        self.actions, self.t = np.asarray(actions, np.float32), 0
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids`` (-1 for idle slots)."""
+        self.ids, self.t = np.maximum(np.asarray(ids), 0), 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A]."""
+        a = self.actions[self.ids, min(self.t, self.actions.shape[1] - 1)]
+        self.t += 1
+        return a
+
+
+def open_loop_episodes(
+    run: Run, actions: np.ndarray, seeds: list[int], keys: jax.Array, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Real episodes that play fixed action sequences (random or constant policies).
+
+    Args:
+      run: the run; actions: f32 [E, T, A] in [-1, 1] (T = `spec.agent_steps`); seeds: E env
+      seeds (host tasks); keys: [E] PRNG keys of the resets (pure-JAX tasks); desc: progress.
+
+    Returns:
+      (returns f32 [E], lengths int [E] in agent steps until the episode ended).
+    """
+    if run.jax_env is None:
+        eps = run.host_episodes(seeds, SequencePolicy(actions), record=False, desc=desc)
+        return (
+            np.asarray([e["return"] for e in eps], np.float32),
+            np.asarray([e["length"] for e in eps], np.int64),
+        )
+    returns, lengths = _jax_open_loop(run.jax_env, jnp.asarray(actions), keys)
+    return np.asarray(returns, np.float32), np.asarray(lengths, np.int64)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jax_open_loop(env: Any, actions: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(returns f32 [E], steps until done int32 [E]) of actions [E, T, A] on a pure-JAX task."""
+
+    def one(acts, key):
+        state, _ = env.reset(key)
+
+        def body(c, a):
+            s, total, steps, done = c
+            s, _, r, d = env.step(s, a)
+            total = total + jnp.where(done, 0.0, r)
+            return (s, total, steps + (~done).astype(steps.dtype), done | d), None
+
+        zero = jnp.zeros((), jnp.float32)
+        init = (state, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+        (_, total, steps, _), _ = jax.lax.scan(body, init, acts)
+        return total, steps
+
+    return jax.vmap(one)(actions, keys)
+
+
+class ControllerPolicy:
+    """Batched world-model agent on host frames: one controller (flat [N]) per episode id.
+
+    Args:
+      run: the run; params: {"vae", "mdn", ...}; flats: f32 [E, N] one controller per episode;
+      unflatten: flat [N] -> controller pytree; key: PRNG key of V's posterior samples.
+      noise: None (evaluation: the mapped action), or the std of Gaussian noise on C's raw
+        action when C collects M's data (`dream.exploring_policy_step`: the action M reads is
+        what the env gets and the rollout records).
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        params: Any,
+        flats: np.ndarray,
+        unflatten: Any,
+        key: jax.Array,
+        noise: float | None = None,
+    ):
+        self.run, self.params, self.flats, self.key = run, params, flats, key
+        self.unflatten, self.t = unflatten, 0
+        self._wave_t: dict[tuple[int, ...], int] = {}  # wave ids -> its first step's key index
+        if noise is None:
+            step = functools.partial(dream.world_model_policy_step, cfg=run.dcfg)
+        else:
+            step = functools.partial(dream.exploring_policy_step, cfg=run.dcfg, noise=noise)
+
+        def act(params, flats, carry, obs, key):
+            keys = jax.random.split(key, obs.shape[0])
+            return jax.vmap(
+                lambda f, c, o, k: step(params, ctrl=unflatten(f), carry=c, obs=o, key=k)[:2]
+            )(flats, carry, obs, keys)
+
+        self._act = jax.jit(act)
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids`` (-1 for idle slots): M's state is reset; a wave run
+        again (after a worker died) draws V's samples from the same keys."""
+        self.ids = np.maximum(np.asarray(ids), 0)
+        self.carry = mdn_rnn.initial_state(self.run.dcfg.mdn, (len(ids),))
+        self.t = self._wave_t.setdefault(tuple(int(i) for i in ids), self.t)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A] (after the action map)."""
+        self.t += 1
+        key = jax.random.fold_in(self.key, self.t)
+        a, self.carry = self._act(self.params, self.flats[self.ids], self.carry, obs, key)
+        return np.asarray(a)
+
+
+# ----------------------------------------------------------------------------- stage helpers
+
+
+def stage_state(
+    run: Run, name: str, template: dict[str, Any]
+) -> tuple[checkpoint.Checkpointer, int, dict[str, Any], resume.Progress]:
+    """Restores stage ``name`` and brings its folder back to what the checkpoint covers.
+
+    ``template`` is the stage's state without ``"progress"`` (a `resume.Progress` is stored
+    beside it). As for PlaNet and SOLAR (`resume.reconcile`), metric rows written after the
+    restored checkpoint (or, with none, every row of an earlier attempt) are set aside under
+    ``<stage>/set_aside/<n>/``, so the resumed stage writes each row once.
+
+    Returns:
+      (checkpointer, next step, state, progress): the restored ones, or (.., 0, template,
+      Progress()) for a fresh start.
+    """
+    directory = run.logdir / name / "checkpoints"
+    ckpt = checkpoint.Checkpointer(directory, max_to_keep=2, keep=run.round_ends(name))
+    restored = ckpt.restore({**template, "progress": resume.Progress().as_dict()})
+    progress = None if restored is None else resume.Progress.from_dict(restored[1]["progress"])
+    resumed = resume.reconcile(run.logdir / name, progress, restored and restored[0], unit="update")
+    if resumed.message:
+        print(f"{name}: {resumed.message}")
+    if restored is None:
+        return ckpt, 0, template, resumed.progress
+    state = {k: v for k, v in restored[1].items() if k != "progress"}
+    return ckpt, restored[0], state, resumed.progress
+
+
+def finished(run: Run, name: str, steps: int) -> bool:
+    """Whether stage ``name`` has a checkpoint at its last step ``steps`` or later (a later
+    round of iterative training went on from it)."""
+    directory = run.logdir / name / "checkpoints"
+    if not directory.is_dir():
+        return False
+    with checkpoint.Checkpointer(directory, create=False) as ckpt:
+        return any(s >= steps for s in ckpt.steps())
+
+
+def require(run: Run, stage: str, needs: str, ok: bool) -> None:
+    """Raises `MissingInputError` naming stage ``needs`` to run before ``stage`` unless ``ok``."""
+    if not ok:
+        raise MissingInputError(
+            f"--stage={stage}: its inputs are missing in {run.logdir}; "
+            f"run --stage={needs} first (or --stage=all)"
+        )
