@@ -503,12 +503,13 @@ def _result_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     key, unit = ("length", "steps survived") if s.get("survival") else ("return", "return")
     c_mean, c_std, n = s[f"eval_{key}_mean"], s[f"eval_{key}_std"], s["eval_episodes"]
     r_mean, r_std, m = s[f"random_{key}_mean"], s[f"random_{key}_std"], s["random_episodes"]
-    gen = s.get("controller_generation")
+    gen, rounds = s.get("controller_generation"), s.get("rounds", 1)
+    where = f", round {s.get('controller_round', 0)} of {rounds}" if rounds > 1 else ""
     rows = [
         (
             "C (controller)",
             f"{c_mean:.2f} ± {c_std:.2f} {unit}, mean ± std over {n} real episodes"
-            + (f" (the CMA-ES mean of generation {gen})" if gen is not None else ""),
+            + (f" (the CMA-ES mean of generation {gen}{where})" if gen is not None else ""),
         ),
         (
             "random policy",
