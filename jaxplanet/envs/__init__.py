@@ -7,7 +7,8 @@
     jenv = jaxplanet.envs.make_jax("point_reach")              # JaxEnv of pure functions
     state, obs = jax.vmap(jenv.reset)(keys)                    # batch of episodes
 
-Names: `names()` lists the pure-JAX tasks and every dm_control suite task as `domain_task`;
+Names: `names()` lists the pure-JAX tasks, every dm_control suite task as `domain_task` and
+the suite-domain tasks of other papers (`reacher_solar`: SOLAR's reacher);
 "gym:<id>" wraps `gymnasium.make(id, render_mode="rgb_array")` (optional dependency).
 Bring your own environment: any object with the `HostEnv` methods works with the agents, and
 `GymnasiumEnv(env)` adapts any gymnasium env that renders rgb arrays.
@@ -37,6 +38,7 @@ from jaxplanet.envs.base import (
     clip_action,
 )
 from jaxplanet.envs.dmc import TASKS as DMC_TASKS
+from jaxplanet.envs.dmc import VARIANTS as DMC_VARIANTS
 from jaxplanet.envs.dmc import gl_backend
 from jaxplanet.envs.gym import GymnasiumEnv
 
@@ -78,7 +80,7 @@ HOST_ENVS: dict[str, tuple[Callable[..., HostEnv], dict[str, Any]]] = {
 
 def names() -> list[str]:
     """All registered names: pure-JAX tasks, dm_control `domain_task` names, World Models hosts."""
-    return list(JAX_ENVS) + list(DMC_TASKS) + list(HOST_ENVS)
+    return list(JAX_ENVS) + list(DMC_TASKS) + list(DMC_VARIANTS) + list(HOST_ENVS)
 
 
 def _unknown(name: str, valid: list[str]) -> UnknownEnvError:
@@ -127,7 +129,7 @@ def make(name: str, *, seed: int = 0, **options: Any) -> HostEnv:
         return JaxHostAdapter(make_jax(name, **options), seed=seed)
     if name in HOST_ENVS:
         return HOST_ENVS[name][0](seed=seed, **options)
-    if name in DMC_TASKS:
+    if name in DMC_TASKS or name in DMC_VARIANTS:
         from jaxplanet.envs import dmc
 
         return dmc.make(name, seed=seed, **options)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxplanet.envs import reacher_solar
 from jaxplanet.envs.base import (
     EnvSpec,
     check_episode,
@@ -37,6 +38,7 @@ __all__ = [
     "ACTION_REPEAT",
     "DmcEnv",
     "TASKS",
+    "VARIANTS",
     "choose_backend",
     "default_options",
     "gl_backend",
@@ -192,8 +194,18 @@ def gl_backend() -> str:
     return _backend
 
 
+#: Tasks of other papers on a suite domain: name -> (domain, their default options).
+#: `reacher_solar`: the SOLAR paper's reacher (`jaxplanet.envs.reacher_solar`).
+VARIANTS: dict[str, tuple[str, dict[str, int]]] = {
+    "reacher_solar": ("reacher", reacher_solar.DEFAULTS),
+}
+
+
 def split_name(name: str) -> tuple[str, str]:
-    """'ball_in_cup_catch' -> ('ball_in_cup', 'catch'). Raises KeyError for unknown names."""
+    """'ball_in_cup_catch' -> ('ball_in_cup', 'catch'); a variant -> (domain, its name).
+    Raises KeyError for unknown names."""
+    if name in VARIANTS:
+        return VARIANTS[name][0], name
     return TASKS[name]
 
 
@@ -205,6 +217,7 @@ def default_options(name: str) -> dict[str, Any]:
         "episode_length": EPISODE_LENGTH,
         "camera_id": CAMERA.get(domain, 0),
         "size": 64,
+        **VARIANTS.get(name, ("", {}))[1],
     }
 
 
@@ -239,9 +252,12 @@ class DmcEnv:
         self._seed = int(seed)
         # Our own step counter decides truncation; dm_control's time limit is switched off.
         with _absl_quiet():  # e.g. cheetah's model uses MuJoCo's deprecated 'settotalmass'
-            self._env = suite.load(
-                domain, task, task_kwargs={"random": self._seed, "time_limit": float("inf")}
-            )
+            if name == "reacher_solar":
+                self._env = reacher_solar.load(self._seed)
+            else:
+                self._env = suite.load(
+                    domain, task, task_kwargs={"random": self._seed, "time_limit": float("inf")}
+                )
         spec = self._env.action_spec()
         self._low = np.broadcast_to(spec.minimum, spec.shape).astype(np.float64)
         self._high = np.broadcast_to(spec.maximum, spec.shape).astype(np.float64)

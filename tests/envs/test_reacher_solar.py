@@ -1,0 +1,58 @@
+"""Tests for jaxplanet/envs/reacher_solar.py: the SOLAR paper's reacher on dm_control."""
+
+import numpy as np
+import pytest
+
+from jaxplanet import envs
+from jaxplanet.core import episodes
+from jaxplanet.envs import dmc, reacher_solar
+
+pytestmark = pytest.mark.dmc
+
+
+@pytest.fixture(scope="module")
+def backend():
+    pytest.importorskip("dm_control", reason="dm_control not installed")
+    try:
+        return dmc.gl_backend()
+    except RuntimeError as e:
+        pytest.skip(f"no headless GL rendering: {e}")
+
+
+def _fingertip(qpos):
+    # reacher.xml: arm 0.12 to the wrist, the finger 0.12 beyond it (forward kinematics)
+    a, b = qpos
+    return 0.12 * np.array([np.cos(a), np.sin(a)]) + 0.12 * np.array([np.cos(a + b), np.sin(a + b)])
+
+
+def test_fixed_start_target_and_the_released_reward(backend):
+    env = envs.make("reacher_solar", seed=3)
+    assert env.spec == envs.EnvSpec("reacher_solar", (64, 64, 3), 2, 1, 50)
+    assert "reacher_solar" in envs.names()
+    obs, _ = env.reset()
+    physics = env.physics
+    np.testing.assert_allclose(physics.named.data.qpos[:], 0.0)
+    np.testing.assert_allclose(physics.named.model.geom_pos["target", :2], reacher_solar.TARGET)
+    rng = np.random.default_rng(0)
+    policy = lambda obs, first: rng.uniform(-1, 1, 2)  # noqa: E731
+    ep = episodes.run_episode(env, policy, seed=4)
+    assert ep["length"] == 50
+    d2 = (_fingertip(physics.named.data.qpos[:]) - np.array(reacher_solar.TARGET)) ** 2
+    assert reacher_solar.squared_distances(ep)[-1] == pytest.approx(d2.sum(), abs=1e-6)
+    a = ep["action"][-1]
+    assert ep["reward"][-1] == pytest.approx(-d2.sum() - 0.05 * np.sum(a**2), abs=1e-6)
+    # Every episode starts at the same frame (the start and the target do not move).
+    first, _ = env.reset(seed=99)
+    np.testing.assert_array_equal(first, obs)
+    env.close()
+
+
+def test_random_start_and_target_for_pretraining(backend):
+    starts, targets = [], []
+    for seed in range(3):
+        task_env = reacher_solar.load(seed, random_start=True, random_target=True)
+        task_env.reset()
+        starts.append(np.array(task_env.physics.named.data.qpos[:]))
+        targets.append(np.array(task_env.physics.named.model.geom_pos["target", :2]))
+    assert np.ptp(np.array(starts), axis=0).min() > 0.1
+    assert np.all(np.abs(np.array(targets)) <= 0.2) and np.ptp(np.array(targets), axis=0).min() > 0
