@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "flat_fields",
     "flatten",
     "from_dict",
+    "from_preset",
     "override",
     "parse_value",
     "replace",
@@ -31,6 +32,17 @@ C = TypeVar("C")
 
 class ConfigError(ValueError):
     """A config override names an unknown field or has a value of the wrong type."""
+
+
+def from_preset(presets: Mapping[str, Callable[[], C]], name: str) -> C:
+    """The config of preset ``name`` (``presets[name]()``).
+
+    Raises:
+      ConfigError: an unknown name (the message lists the valid ones).
+    """
+    if name not in presets:
+        raise ConfigError(f"--preset: unknown preset {name!r}; valid presets: {', '.join(presets)}")
+    return presets[name]()
 
 
 def _field_types(cls: type) -> dict[str, Any]:

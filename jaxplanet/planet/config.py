@@ -277,8 +277,4 @@ PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
 
 def preset(name: str) -> PlanetConfig:
     """Config of a named preset; unknown names list the valid ones."""
-    if name not in PRESETS:
-        raise config_lib.ConfigError(
-            f"--preset: unknown preset {name!r}; valid presets: {', '.join(PRESETS)}"
-        )
-    return PRESETS[name]()
+    return config_lib.from_preset(PRESETS, name)
