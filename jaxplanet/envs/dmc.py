@@ -194,10 +194,11 @@ def gl_backend() -> str:
     return _backend
 
 
-#: Tasks of other papers on a suite domain: name -> (domain, their default options).
+#: Tasks of other papers on a suite domain: name -> (domain, loader(seed) -> a dm_control
+#: environment without time limit, their default options).
 #: `reacher_solar`: the SOLAR paper's reacher (`jaxplanet.envs.reacher_solar`).
-VARIANTS: dict[str, tuple[str, dict[str, int]]] = {
-    "reacher_solar": ("reacher", reacher_solar.DEFAULTS),
+VARIANTS: dict[str, tuple[str, Callable[[int], Any], dict[str, int]]] = {
+    "reacher_solar": ("reacher", reacher_solar.load, reacher_solar.DEFAULTS),
 }
 
 
@@ -217,7 +218,7 @@ def default_options(name: str) -> dict[str, Any]:
         "episode_length": EPISODE_LENGTH,
         "camera_id": CAMERA.get(domain, 0),
         "size": 64,
-        **VARIANTS.get(name, ("", {}))[1],
+        **(VARIANTS[name][2] if name in VARIANTS else {}),
     }
 
 
@@ -252,8 +253,8 @@ class DmcEnv:
         self._seed = int(seed)
         # Our own step counter decides truncation; dm_control's time limit is switched off.
         with _absl_quiet():  # e.g. cheetah's model uses MuJoCo's deprecated 'settotalmass'
-            if name == "reacher_solar":
-                self._env = reacher_solar.load(self._seed)
+            if name in VARIANTS:
+                self._env = VARIANTS[name][1](self._seed)
             else:
                 self._env = suite.load(
                     domain, task, task_kwargs={"random": self._seed, "time_limit": float("inf")}
