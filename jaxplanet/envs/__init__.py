@@ -54,6 +54,7 @@ __all__ = [
     "make",
     "make_jax",
     "names",
+    "options",
     "point_reach",
 ]
 
@@ -81,6 +82,23 @@ HOST_ENVS: dict[str, tuple[Callable[..., HostEnv], dict[str, Any]]] = {
 def names() -> list[str]:
     """All registered names: pure-JAX tasks, dm_control `domain_task` names, World Models hosts."""
     return list(JAX_ENVS) + list(DMC_TASKS) + list(DMC_VARIANTS) + list(HOST_ENVS)
+
+
+def options(name: str) -> dict[str, Any]:
+    """A registered task's options and their defaults (what `make` accepts besides ``seed``).
+
+    Raises:
+      UnknownEnvError: an unknown name (gymnasium ids have no fixed option list).
+    """
+    if name in JAX_ENVS:
+        return dict(JAX_ENVS[name][1])
+    if name in HOST_ENVS:
+        return dict(HOST_ENVS[name][1])
+    if name in DMC_TASKS or name in DMC_VARIANTS:
+        from jaxplanet.envs import dmc
+
+        return dmc.default_options(name)
+    raise _unknown(name, names())
 
 
 def _unknown(name: str, valid: list[str]) -> UnknownEnvError:

@@ -194,10 +194,10 @@ def gl_backend() -> str:
     return _backend
 
 
-#: Tasks of other papers on a suite domain: name -> (domain, loader(seed) -> a dm_control
-#: environment without time limit, their default options).
+#: Tasks of other papers on a suite domain: name -> (domain, loader(seed, **task options) -> a
+#: dm_control environment without time limit, their default options (the loader's included)).
 #: `reacher_solar`: the SOLAR paper's reacher (`jaxplanet.envs.reacher_solar`).
-VARIANTS: dict[str, tuple[str, Callable[[int], Any], dict[str, int]]] = {
+VARIANTS: dict[str, tuple[str, Callable[..., Any], dict[str, Any]]] = {
     "reacher_solar": ("reacher", reacher_solar.load, reacher_solar.DEFAULTS),
 }
 
@@ -233,6 +233,8 @@ class DmcEnv:
         `episode_length // action_repeat` agent steps.
       camera_id: suite camera to render.
       size: frame height and width (64).
+      **task_options: options of a `VARIANTS` task's loader (e.g. reacher_solar's
+        ``random_start``, ``random_target``).
     """
 
     def __init__(
@@ -244,8 +246,11 @@ class DmcEnv:
         episode_length: int = EPISODE_LENGTH,
         camera_id: int = 0,
         size: int = 64,
+        **task_options: Any,
     ):
         check_episode(action_repeat, episode_length)
+        if task_options and name not in VARIANTS:
+            raise TypeError(f"unknown option(s) {sorted(task_options)} for environment {name!r}")
         domain, task = split_name(name)
         self.backend = gl_backend()
         from dm_control import suite
@@ -254,7 +259,7 @@ class DmcEnv:
         # Our own step counter decides truncation; dm_control's time limit is switched off.
         with _absl_quiet():  # e.g. cheetah's model uses MuJoCo's deprecated 'settotalmass'
             if name in VARIANTS:
-                self._env = VARIANTS[name][1](self._seed)
+                self._env = VARIANTS[name][1](self._seed, **task_options)
             else:
                 self._env = suite.load(
                     domain, task, task_kwargs={"random": self._seed, "time_limit": float("inf")}
@@ -325,7 +330,8 @@ def make(name: str, seed: int = 0, **options: Any) -> DmcEnv:
     """Builds a dm_control task with PlaNet defaults overridden by `options`.
 
     Raises:
-      TypeError: an option other than action_repeat, episode_length, camera_id, size.
+      TypeError: an option other than action_repeat, episode_length, camera_id, size (and a
+        variant's own, e.g. reacher_solar's random_start, random_target).
     """
     opts = check_options(name, options, default_options(name))
     return DmcEnv(name, seed, **opts)

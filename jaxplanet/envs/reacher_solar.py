@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ACTION_COST", "DEFAULTS", "TARGET", "load", "squared_distances"]
+__all__ = ["ACTION_COST", "DEFAULTS", "REACHED", "TARGET", "load", "squared_distances"]
 
 TARGET = (-0.1, -0.1)
 ACTION_COST = 0.05
-#: 50 agent steps of one 0.02 s physics step, as released.
-DEFAULTS = {"action_repeat": 1, "episode_length": 50}
+#: Reached: the fingertip within the target's radius (0.05) plus the finger's (0.01), where
+#: dm_control's reacher pays its reward.
+REACHED = 0.06
+#: 50 agent steps of one 0.02 s physics step, as released; the released start and target.
+DEFAULTS = {"action_repeat": 1, "episode_length": 50, "random_start": False, "random_target": False}
 
 
 def load(random: int, random_start: bool = False, random_target: bool = False) -> Any:

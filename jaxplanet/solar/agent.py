@@ -103,8 +103,9 @@ EVAL_ENV_SEED = 10_000  # the evaluation env's seed offset (in training and in -
 
 
 def make_env(cfg: SolarConfig, seed: int, random_start: bool = False) -> envs.HostEnv:
-    """The task with episodes of exactly ``horizon`` agent steps (``random_start``: starts
-    anywhere in the arena, for the pretraining rollouts of ``pretrain_random_start``).
+    """The task with episodes of exactly ``horizon`` agent steps (``random_start``: starts --
+    and targets, for tasks that have one -- anywhere in the arena, for the pretraining rollouts
+    of ``pretrain_random_start``).
 
     Raises:
       config.ConfigError: ``random_start`` for a task without that option.
@@ -113,15 +114,15 @@ def make_env(cfg: SolarConfig, seed: int, random_start: bool = False) -> envs.Ho
     probe = envs.make(cfg.env, seed=seed, **options)
     repeat = probe.spec.action_repeat
     probe.close()
+    options = {}
     if random_start:
-        if "random_start" not in envs.JAX_ENVS.get(cfg.env, (None, {}))[1]:
+        known = envs.options(cfg.env)
+        if "random_start" not in known:
             raise config_lib.ConfigError(
                 f"--pretrain_random_start: task {cfg.env!r} has no random_start option "
                 "(its starts are already random, or it cannot start anywhere)"
             )
-        options = {"random_start": True}
-    else:
-        options = {}
+        options = {k: True for k in ("random_start", "random_target") if k in known}
     return envs.make(
         cfg.env, seed=seed, action_repeat=repeat, episode_length=cfg.horizon * repeat, **options
     )

@@ -13,7 +13,7 @@ from jaxplanet import envs
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
 from jaxplanet.core import video
-from jaxplanet.envs import nav2d
+from jaxplanet.envs import nav2d, reacher_solar
 from jaxplanet.solar import model as solar
 from jaxplanet.solar.config import SolarConfig
 from jaxplanet.solar.policy import host_policy
@@ -30,10 +30,16 @@ __all__ = [
 
 EVAL_KEY = 2  # fold_in tag of the evaluation keys (after the run's train / collect tags)
 
-# Goal reached, from an episode's reward records and the action repeat (tasks that define it).
+#: Goal reached, from an episode dict (`episodes.run_episode`: ``reward`` [T+1], ``action``
+#: [T+1]) and the action repeat, for the tasks that define a goal region.
 SUCCESS = {
-    "nav2d": nav2d.reached_goal,
-    "reacher_easy": lambda rewards, repeat: float(rewards[-1]) > 0.0,  # finger in the target
+    "nav2d": lambda episode, repeat: nav2d.reached_goal(episode["reward"], repeat),
+    # the finger in the target (dm_control pays 1 there)
+    "reacher_easy": lambda episode, repeat: float(episode["reward"][-1]) > 0.0,
+    # the fingertip within target + finger radius (0.06) of the target at the last step
+    "reacher_solar": lambda episode, repeat: (
+        float(reacher_solar.squared_distances(episode)[-1]) <= reacher_solar.REACHED**2
+    ),
 }
 
 
@@ -41,10 +47,11 @@ def success(env_name: str, episode: dict[str, Any], action_repeat: int) -> float
     """1.0 / 0.0 when ``env_name`` defines a goal region and the episode ends in it, else None.
 
     Args:
-      episode: an episode dict (`episodes.run_episode`) with ``reward`` records [T+1].
+      episode: an episode dict (`episodes.run_episode`) with ``reward`` and ``action`` records
+        [T+1].
     """
     fn = SUCCESS.get(env_name)
-    return None if fn is None else float(fn(episode["reward"], action_repeat))
+    return None if fn is None else float(fn(episode, action_repeat))
 
 
 def success_rate(name: str, successes: list[float | None]) -> dict[str, float]:

@@ -56,3 +56,31 @@ def test_random_start_and_target_for_pretraining(backend):
         targets.append(np.array(task_env.physics.named.model.geom_pos["target", :2]))
     assert np.ptp(np.array(starts), axis=0).min() > 0.1
     assert np.all(np.abs(np.array(targets)) <= 0.2) and np.ptp(np.array(targets), axis=0).min() > 0
+
+
+def test_make_passes_the_start_and_target_options_and_refuses_them_elsewhere(backend):
+    assert envs.options("reacher_solar")["random_target"] is False
+    targets = []
+    for seed in range(2):
+        env = envs.make("reacher_solar", seed=seed, random_start=True, random_target=True)
+        env.reset()
+        targets.append(np.array(env.physics.named.model.geom_pos["target", :2]))
+        assert np.abs(env.physics.named.data.qpos[:]).max() > 0.01
+        env.close()
+    assert not np.allclose(targets[0], reacher_solar.TARGET)
+    assert not np.allclose(targets[0], targets[1])
+    with pytest.raises(TypeError, match="random_target"):
+        envs.make("reacher_easy", random_target=True)
+
+
+def test_solar_success_is_the_final_distance_within_the_reach_radius():
+    from jaxplanet.solar import eval as solar_eval
+
+    def episode(final_d2: float) -> dict:
+        a = np.zeros((3, 2), np.float32)
+        a[-1] = 0.5  # the action cost is taken out of the reward before the distance is read
+        r = np.array([0.0, -1.0, -final_d2 - 0.05 * 0.5], np.float32)
+        return {"reward": r, "action": a}
+
+    assert solar_eval.success("reacher_solar", episode(0.059**2), 1) == 1.0
+    assert solar_eval.success("reacher_solar", episode(0.061**2), 1) == 0.0
