@@ -1,4 +1,4 @@
-"""Learning curves from run directories: returns and every loss term over environment steps.
+"""Learning curves from run directories: returns and loss terms over environment steps.
 
 Reads the ``metrics.jsonl`` that `jaxplanet.core.logging.Logger` writes in each run directory
 (PlaNet, World Models, SOLAR) and draws, with matplotlib's Agg backend (no display needed):
@@ -9,6 +9,15 @@ Reads the ``metrics.jsonl`` that `jaxplanet.core.logging.Logger` writes in each 
   ``random_return_mean`` in the rows), for ``oracle_return`` / ``paper_return`` when a run logs
   them, and for the published figures of `PAPER_RETURNS` when the run's ``config.json`` names one
   of their tasks;
+* for World Models, whose return keys all sit at one ``step`` (the end-of-run evaluation at
+  step 0), the return panel is over CMA-ES **generations** instead: the real return of the
+  CMA-ES mean at the periodic evaluations (``controller/real_return_of_mean``) and the
+  population's mean fitness (``controller/fitness_mean``: in the dream, or in the real task
+  when C evolves there, told by its rows' ``env_steps`` > 0) from ``controller/metrics.jsonl``,
+  the random line, and the final C's evaluation (``eval_return_mean``) as a horizontal line
+  with a star at the generation it came from (``controller_generation``); the other step-0 keys
+  (``controller_real_return``, ...) are not drawn there. This holds when every run's returns
+  lie at a single step (or none yet) and every run logged ``controller/real_return_of_mean``;
 * a **success** panel when rows carry ``*_success``;
 * one panel per **loss term**: every key with a ``/`` (``train/loss``, ``train/kl``, ...) but the
   timings ``time/*`` (seconds per phase, which the end-of-run tables report), and
@@ -19,7 +28,7 @@ Several run directories (seeds) give one thin curve per run and their mean ± st
 interpolated onto the union of their steps, within each run's range). Runs are averaged only
 when their ``config.json`` agree in every field but the seed and the reporting fields of
 `SEED_FREE_FIELDS` (a run of another preset or setting is refused, naming the differing
-fields). The return panel's vertical range is the runs' own returns and the random line: a
+fields). The return panel's vertical range is the runs' own curves and the random line: a
 published figure far above them (a CPU-sized run beside the paper's ~850) is named in the
 legend as off the scale instead of squashing the curves. Missing keys, single rows and NaN
 values are tolerated; a directory without rows is a clear error.
@@ -104,6 +113,9 @@ _REFERENCE = {
 }
 _SUCCESS = re.compile(r"^(?!random)[^/]*_success$")
 _SKIP_SUBDIRS = {"set_aside", "eval", "checkpoints", "episodes", "videos"}
+#: World Models' controller stage: the real return of the CMA-ES mean, the population's fitness.
+_REAL_OF_MEAN = "controller/real_return_of_mean"
+_FITNESS_MEAN = "controller/fitness_mean"
 
 
 class Run(NamedTuple):
@@ -275,9 +287,21 @@ def _mean_std(curves: list[tuple[np.ndarray, np.ndarray]]):
     return grid[keep], mean[keep], np.sqrt(var[keep])
 
 
-def _draw(ax, curves: list[tuple[str, np.ndarray, np.ndarray]], key: str, color) -> None:
-    """One thin line per run (gid ``run:<name>:<key>``) and, for 2+ runs, mean ± std."""
+def _draw(
+    ax,
+    curves: list[tuple[str, np.ndarray, np.ndarray]],
+    key: str,
+    color,
+    label: str | None = None,
+    marker: str | None = None,
+) -> None:
+    """One thin line per run (gid ``run:<name>:<key>``) and, for 2+ runs, mean ± std.
+
+    ``label`` names the curve in the legend (default ``key``); ``marker`` marks every point
+    (default: only curves of fewer than 3 points, with "o").
+    """
     several = len(curves) > 1
+    label = label or key
     for name, x, y in curves:
         (line,) = ax.plot(
             x,
@@ -285,22 +309,76 @@ def _draw(ax, curves: list[tuple[str, np.ndarray, np.ndarray]], key: str, color)
             color=color,
             lw=0.8 if several else 1.5,
             alpha=0.45 if several else 1.0,
-            marker="o" if x.size < 3 else None,
+            marker=marker or ("o" if x.size < 3 else None),
             ms=4,
-            label=None if several else key,
+            label=None if several else label,
         )
         line.set_gid(f"run:{name}:{key}")
     if several:
         grid, mean, std = _mean_std([(x, y) for _, x, y in curves])
-        (line,) = ax.plot(grid, mean, color=color, lw=2.0, label=f"{key} (mean ± std)")
+        (line,) = ax.plot(grid, mean, color=color, lw=2.0, label=f"{label} (mean ± std)")
         line.set_gid(f"mean:{key}")
         ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
+def _by_generation(runs: Sequence[Run]) -> bool:
+    """Whether the return panel is drawn over CMA-ES generations (World Models): every run's
+    return keys lie at one ``step`` at most and its controller stage logged `_REAL_OF_MEAN`."""
+    for run in runs:
+        steps = {x for key in _keys(run.rows, _RETURN) for x in _series(run.rows, key)[0]}
+        if len(steps) > 1 or not _series(run.stages.get("controller", []), _REAL_OF_MEAN)[0].size:
+            return False
+    return True
+
+
+def _draw_generations(ax, runs: Sequence[Run]) -> list[np.ndarray]:
+    """World Models' return panel over generations (see the module docstring); returns the
+    values drawn (for the vertical range)."""
+    seen: list[np.ndarray] = []
+    controller = {run.name: run.stages.get("controller", []) for run in runs}
+    env_steps = [_number(r.get("env_steps")) for rows in controller.values() for r in rows]
+    known = [s for s in env_steps if not math.isnan(s)]
+    where = "" if not known else " (real task)" if max(known) > 0 else " (dream)"
+    lines = (
+        (_REAL_OF_MEAN, "real return of the CMA-ES mean", "C0", "o"),
+        (_FITNESS_MEAN, f"population mean fitness{where}", "C1", None),
+    )
+    for key, label, color, marker in lines:
+        curves = [(run.name, *_series(controller[run.name], key)) for run in runs]
+        curves = [c for c in curves if c[1].size]
+        seen += [y for _, _, y in curves]
+        _draw(ax, curves, key, color, label=label, marker=marker)
+    finals, gens, episodes = [], set(), set()
+    for run in runs:
+        evaluated = [r for r in run.rows if not math.isnan(_number(r.get("eval_return_mean")))]
+        if not evaluated:
+            continue
+        final_row = evaluated[-1]
+        finals.append(_number(final_row["eval_return_mean"]))
+        gen = _number(final_row.get("controller_generation"))
+        n = final_row.get("eval_episodes")
+        episodes.add(n if isinstance(n, int) and not isinstance(n, bool) else None)
+        if not math.isnan(gen):
+            gens.add(int(gen))
+            (star,) = ax.plot([gen], [finals[-1]], color="C2", marker="*", ms=11, ls="none")
+            star.set_gid(f"run:{run.name}:eval_return_mean")
+    if finals:
+        value = float(np.mean(finals))
+        label = "final C" + (f" (gen {next(iter(gens))})" if len(gens) == 1 else "")
+        if len(episodes) == 1 and None not in episodes:
+            label += f", {next(iter(episodes))} real episodes"
+        label += f" (mean of {len(finals)} runs)" if len(finals) > 1 else ""
+        line = ax.axhline(value, color="C2", ls="--", lw=1.2, label=f"{label}: {value:.4g}")
+        line.set_gid("final:eval_return_mean")
+        seen.append(np.array([value]))
+    return seen
 
 
 def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     """The learning-curve figure of ``runs`` (see the module docstring); not saved.
 
-    Each run's line carries the gid ``run:<run name>:<key>``; means ``mean:<key>``.
+    Each run's line carries the gid ``run:<run name>:<key>``; means ``mean:<key>``; World
+    Models' final-C line ``final:eval_return_mean``.
     """
     if not runs:
         raise ValueError("no runs to plot")
@@ -327,7 +405,10 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     ax = axes[0]
     ax.set_title("return")
     seen: list[np.ndarray] = []
-    for i, key in enumerate(return_keys):
+    by_generation = _by_generation(runs)
+    if by_generation:
+        seen = _draw_generations(ax, runs)
+    for i, key in enumerate([] if by_generation else return_keys):
         curves = [(run.name, *_series(run.rows, key)) for run in runs]
         curves = [c for c in curves if c[1].size]
         seen += [y for _, _, y in curves]
@@ -344,7 +425,7 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
             ax.axhline(value, **style, label=label)
     if low is not None:
         ax.set_ylim(low, high)
-    if not return_keys:
+    if not return_keys and not by_generation:
         ax.text(0.5, 0.5, "no return logged", ha="center", va="center", transform=ax.transAxes)
     panel = 1
     if success_keys:
@@ -366,7 +447,7 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
         _draw(ax, [c for c in curves if c[1].size], key, "C0")
         ax.set_xlabel(f"{stage} step" if stage else "env steps")
         panel += 1
-    axes[0].set_xlabel("env steps")
+    axes[0].set_xlabel("generation" if by_generation else "env steps")
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=7)
     if success_keys and axes[1].get_legend_handles_labels()[0]:

@@ -37,6 +37,11 @@ def _lines(fig, prefix: str) -> list:
     return [line for ax in fig.axes for line in ax.get_lines() if (line.get_gid() or "") == prefix]
 
 
+def _panel_lines(ax, gid: str) -> list:
+    """The lines of one panel with that gid (a key may have its own panel too)."""
+    return [line for line in ax.get_lines() if line.get_gid() == gid]
+
+
 def _gids(fig) -> set:
     return {line.get_gid() for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
 
@@ -118,6 +123,89 @@ def test_world_models_stages_and_paper_reference(tmp_path):
     assert labels["World Models (paper): 906 (off scale)"] == []
     low, high = fig.axes[0].get_ylim()
     assert 1.0 < low < 2.0 and 5.0 < high < 6.0
+
+
+def _write_world_models_run(logdir: Path, seed: int = 0) -> Path:
+    """A World-Models-like run: every top-level row at step 0 (a timing, the final evaluation
+    beside the random policy), the controller's rows per CMA-ES generation."""
+    with Logger(logdir, use_tensorboard=False) as log:
+        log.scalars(0, {"time/controller_wall_s": 3.0})
+        final = {"eval_return_mean": 300.0 + seed, "eval_return_std": 9.0, "eval_episodes": 100}
+        final.update({"random_return_mean": 200.0, "controller_generation": 3})
+        log.scalars(0, {**final, "controller_real_return": 410.0 + seed})
+    with Logger(logdir / "controller", use_tensorboard=False) as log:
+        for gen in range(1, 7):
+            row = {"controller/fitness_mean": 100.0 * gen + seed, "env_steps": 0}
+            row["controller/fitness_max"] = 150.0 * gen
+            if gen % 3 == 0:
+                row["controller/real_return_of_mean"] = {3: 410.0, 6: 380.0}[gen] + seed
+                row["controller/chosen_generation"] = 3
+            log.scalars(gen, row)
+    (logdir / "config.json").write_text(json.dumps({"env": "doom_take_cover", "seed": seed}))
+    return logdir
+
+
+def test_world_models_return_panel_over_generations(tmp_path):
+    run = _write_world_models_run(tmp_path / "wm")
+    fig = plot.learning_curves_figure([plot.load_run(run)])
+    ax = fig.axes[0]
+    assert ax.get_title() == "return" and ax.get_xlabel() == "generation"
+    (real,) = _panel_lines(ax, "run:wm:controller/real_return_of_mean")
+    assert real.get_label() == "real return of the CMA-ES mean"
+    np.testing.assert_allclose(real.get_xdata(), [3, 6])
+    np.testing.assert_allclose(real.get_ydata(), [410.0, 380.0])
+    (fitness,) = _panel_lines(ax, "run:wm:controller/fitness_mean")
+    assert fitness.get_label() == "population mean fitness (dream)"
+    np.testing.assert_allclose(fitness.get_xdata(), [1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(fitness.get_ydata(), [100, 200, 300, 400, 500, 600])
+    # the final C: a star at its generation and a horizontal line; the random line
+    (star,) = _panel_lines(ax, "run:wm:eval_return_mean")
+    assert list(star.get_xdata()) == [3] and list(star.get_ydata()) == [300.0]
+    labels = {ln.get_label(): list(ln.get_ydata()) for ln in ax.get_lines()}
+    assert labels["final C (gen 3), 100 real episodes: 300"][0] == 300.0
+    assert labels["random"][0] == 200.0
+    # no step-0 dots (controller_real_return, ...): generation curves and reference lines only
+    gids = {ln.get_gid() for ln in ax.get_lines() if ln.get_gid()}
+    assert gids == {
+        "run:wm:controller/real_return_of_mean",
+        "run:wm:controller/fitness_mean",
+        "run:wm:eval_return_mean",
+        "final:eval_return_mean",
+    }
+    low, high = ax.get_ylim()
+    assert low < 200.0 and 600.0 < high < 700.0
+    # the controller's own panels stay, over the controller's steps
+    assert "controller/fitness_max" in [a.get_title() for a in fig.axes if a.get_visible()]
+
+
+def test_world_models_generations_mean_std_and_env_steps_otherwise(tmp_path):
+    runs = [_write_world_models_run(tmp_path / f"s{i}", seed=i) for i in range(2)]
+    fig = plot.learning_curves_figure([plot.load_run(r) for r in runs])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "generation"
+    for i in range(2):
+        assert len(_panel_lines(ax, f"run:s{i}:controller/real_return_of_mean")) == 1
+        assert len(_panel_lines(ax, f"run:s{i}:controller/fitness_mean")) == 1
+    (mean,) = _panel_lines(ax, "mean:controller/real_return_of_mean")
+    np.testing.assert_allclose(mean.get_xdata(), [3, 6])
+    np.testing.assert_allclose(mean.get_ydata(), [410.5, 380.5])
+    assert mean.get_label() == "real return of the CMA-ES mean (mean ± std)"
+    (final,) = _lines(fig, "final:eval_return_mean")
+    assert final.get_ydata()[0] == pytest.approx(300.5)
+    assert "(mean of 2 runs)" in final.get_label()
+    # a PlaNet run is still drawn over env steps
+    planet = _write_run(tmp_path / "planet", seed=0)
+    fig = plot.learning_curves_figure([plot.load_run(planet)])
+    assert fig.axes[0].get_xlabel() == "env steps"
+    (eval_line,) = _lines(fig, "run:planet:eval_return")
+    np.testing.assert_allclose(eval_line.get_xdata(), [80, 160, 240])
+    # returns spread over steps keep the env-step panel even with a controller stage
+    with Logger(runs[0], use_tensorboard=False) as log:
+        log.scalars(500, {"eval_return_mean": 320.0})
+    fig = plot.learning_curves_figure([plot.load_run(runs[0])])
+    assert fig.axes[0].get_xlabel() == "env steps"
+    (line,) = _lines(fig, "run:s0:eval_return_mean")
+    np.testing.assert_allclose(line.get_xdata(), [0, 500])
 
 
 def test_return_axis_keeps_a_near_reference_line(tmp_path):
