@@ -73,7 +73,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> in
             title = f"SOLAR evaluation finished: {summary['directory']}"
         else:
             base, preset = cli.base_config(
-                solar_config.SolarConfig, solar_config.preset, args.logdir, args.preset
+                solar_config.SolarConfig,
+                lambda name: solar_config.preset(name, overrides.get("env")),
+                args.logdir,
+                args.preset,
             )
             cfg = config_lib.override(base, overrides)
             logdir = args.logdir or os.path.join("runs", f"solar-{cfg.env}-{preset}-s{cfg.seed}")

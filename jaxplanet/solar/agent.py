@@ -54,7 +54,7 @@ from jaxplanet.core import logging as logging_lib
 from jaxplanet.solar import config as solar_config
 from jaxplanet.solar import eval as solar_eval
 from jaxplanet.solar import model as solar
-from jaxplanet.solar.config import RESUMABLE_FIELDS, SolarConfig
+from jaxplanet.solar.config import PRESETS, RESUMABLE_FIELDS, SolarConfig
 from jaxplanet.solar.eval import (
     SUCCESS,
     evaluate,
@@ -122,7 +122,9 @@ def make_env(cfg: SolarConfig, seed: int, random_start: bool = False) -> envs.Ho
                 f"--pretrain_random_start: task {cfg.env!r} has no random_start option "
                 "(its starts are already random, or it cannot start anywhere)"
             )
-        options = {k: True for k in ("random_start", "random_target") if k in known}
+        options = {"random_start": True}
+        if cfg.pretrain_random_target and "random_target" in known:
+            options["random_target"] = True
     return envs.make(
         cfg.env, seed=seed, action_repeat=repeat, episode_length=cfg.horizon * repeat, **options
     )
@@ -299,7 +301,12 @@ def banner(
     episodes = cfg.pretrain_rollouts + cfg.iterations * cfg.rollouts
     steps = cfg.pretrain_steps + cfg.iterations * cfg.model_steps
     rows = [
-        ("preset", console.preset_line(cfg, preset, solar_config.PRESETS)),
+        (
+            "preset",
+            console.preset_line(
+                cfg, preset, {p: lambda p=p: solar_config.preset(p, cfg.env) for p in PRESETS}
+            ),
+        ),
         ("env", env),
         ("devices", console.devices_line()),
         ("policy", policy),

@@ -52,6 +52,11 @@ class SolarConfig:
         "tasks with a narrow start distribution: nav2d); the random baseline is then measured on "
         "as many random rollouts from the task's own starts",
     )
+    pretrain_random_target: bool = _field(
+        True,
+        "with pretrain_random_start, also draw the target anywhere (tasks with a target option: "
+        "reacher_solar), as the released code's pretraining data",
+    )
     pretrain_steps: int = _field(2000, "model gradient steps on the pretraining data")
     kl_anneal_steps: int = _field(1000, "steps over which the local KL weight rises to 1")
     kl_start: float = _field(1e-4, "initial local KL weight (geometric anneal to 1)")
@@ -195,7 +200,18 @@ def tiny() -> SolarConfig:
 
 PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
 
+#: The quick preset's own settings for tasks other than nav2d (`preset` applies them when
+#: ``--env`` names the task). Filled in below from the measured runs.
+QUICK_TASKS: dict[str, dict[str, Any]] = {}
 
-def preset(name: str) -> SolarConfig:
-    """Config of a named preset; unknown names list the valid ones."""
-    return config_lib.from_preset(PRESETS, name)
+
+def preset(name: str, env: str | None = None) -> SolarConfig:
+    """Config of a named preset for task ``env`` (default: the preset's own task); ``quick``
+    takes the task's `QUICK_TASKS` settings. Unknown names list the valid ones."""
+    cfg = config_lib.from_preset(PRESETS, name)
+    if env is None:
+        return cfg
+    cfg = dataclasses.replace(cfg, env=env)
+    if name == "quick" and env in QUICK_TASKS:
+        cfg = config_lib.replace(cfg, **QUICK_TASKS[env])
+    return cfg

@@ -91,6 +91,10 @@ class ModelConfig:
     )
     prior_scale: float = _field(2.0, "MNIW prior: inverse-Wishart scale Psi = prior_scale * I")
     min_potential_var: float = _field(1e-3, "floor of the encoder potentials' variance")
+    softmax_temperature: float = _field(
+        1.0,
+        "spatial_softmax encoder: initial temperature of its softmax (learned; not in the paper)",
+    )
     lr: float = _field(1e-3, "Adam learning rate of encoder, decoder and cost")
     grad_clip: float = _field(5.0, "global gradient-norm clip")
     svi_step: float = _field(0.1, "natural-gradient SVI step size rho of q(F, Sigma), in (0, 1]")
@@ -119,6 +123,7 @@ class _PotentialEncoder(nn.Module):
     hidden: int
     min_var: float
     impl: str = "auto"
+    temperature: float = 1.0  # the spatial-softmax encoder's initial softmax temperature
 
 
 def _flat_frames(obs: jax.Array) -> tuple[tuple[int, ...], jax.Array]:
@@ -187,7 +192,9 @@ class SpatialSoftmaxEncoder(_PotentialEncoder):
             if i < len(self.channels) - 1:
                 x = nn.relu(x)
         N, H, W, C = x.shape
-        log_temp = self.param("log_temperature", nn.initializers.zeros, ())
+        log_temp = self.param(
+            "log_temperature", nn.initializers.constant(jnp.log(self.temperature)), ()
+        )
         attn = jax.nn.softmax(x.reshape(N, H * W, C) / jnp.exp(log_temp), axis=1)
         rows, cols = jnp.meshgrid(jnp.linspace(-1, 1, H), jnp.linspace(-1, 1, W), indexing="ij")
         grid = jnp.stack([rows.reshape(-1), cols.reshape(-1)], -1)  # [H*W, 2]
@@ -199,8 +206,16 @@ class SpatialSoftmaxEncoder(_PotentialEncoder):
 
 
 def _encoder(cfg: ModelConfig) -> nn.Module:
-    cls = SpatialSoftmaxEncoder if cfg.encoder == "spatial_softmax" else Encoder
-    return cls(cfg.latent, cfg.channels, cfg.hidden, cfg.min_potential_var, cfg.conv_impl)
+    if cfg.encoder == "spatial_softmax":
+        return SpatialSoftmaxEncoder(
+            cfg.latent,
+            cfg.channels,
+            cfg.hidden,
+            cfg.min_potential_var,
+            cfg.conv_impl,
+            temperature=cfg.softmax_temperature,
+        )
+    return Encoder(cfg.latent, cfg.channels, cfg.hidden, cfg.min_potential_var, cfg.conv_impl)
 
 
 def _decoder(cfg: ModelConfig) -> Decoder:

@@ -84,3 +84,24 @@ def test_solar_success_is_the_final_distance_within_the_reach_radius():
 
     assert solar_eval.success("reacher_solar", episode(0.059**2), 1) == 1.0
     assert solar_eval.success("reacher_solar", episode(0.061**2), 1) == 0.0
+
+
+def test_the_thicker_arm_is_drawn_only(backend):
+    """Same actions, same joint angles with dm_control's untouched arm and the thicker one;
+    the frames differ (more arm pixels)."""
+    rng = np.random.default_rng(1)
+    actions = rng.uniform(-1, 1, size=(40, 2))
+    qpos, frames = [], []
+    for scale in (1.0, reacher_solar.ARM_SCALE):
+        task_env = reacher_solar.load(5, random_start=True, arm_scale=scale)
+        task_env.reset()
+        for a in actions:
+            task_env.step(a)
+        qpos.append(np.array(task_env.physics.named.data.qpos[:]))
+        frames.append(task_env.physics.render(64, 64, camera_id=0))
+    assert np.abs(qpos[0]).max() > 0.1  # the arm moved
+    np.testing.assert_allclose(qpos[0], qpos[1], atol=1e-9)
+    arena = frames[0][..., 2].astype(int) - frames[0][..., 0]  # blue floor: B >> R
+    arm = lambda f: int(np.sum(f[..., 0].astype(int) - f[..., 2] > 60))  # noqa: E731 yellow
+    assert arm(frames[1]) > 1.8 * arm(frames[0]) > 0, (arm(frames[0]), arm(frames[1]))
+    assert arena.mean() > 0
