@@ -1,5 +1,6 @@
 """The SOLAR command line: tiny nav2d run end to end, clear errors on bad flags."""
 
+import dataclasses
 import json
 import os
 import re
@@ -155,3 +156,23 @@ def test_module_entry_point_help():
     assert result.returncode == 0 and "--mode" in result.stdout
     text = " ".join(result.stdout.split())
     assert "(default: None)" not in text and text.count("(default:") == text.count("default:")
+
+
+def test_quick_takes_the_tasks_own_settings_and_the_banner_shows_only_the_flags():
+    nav = solar_config.preset("quick")
+    reacher = solar_config.preset("quick", "reacher_solar")
+    assert (nav.env, nav.horizon, nav.model.latent) == ("nav2d", 30, 4)
+    assert (reacher.env, reacher.horizon, reacher.kl_step, reacher.model.latent) == (
+        "reacher_solar",
+        50,
+        1.0,
+        6,
+    )
+    assert reacher.pretrain_random_start and not reacher.pretrain_random_target
+    assert reacher.model.encoder == nav.model.encoder  # the rest is quick's
+    assert solar_config.preset("paper", "reacher_solar").horizon == solar_config.paper().horizon
+    args, overrides = cli.parse_args(["--env=reacher_easy", "--preset=quick", "--seed=1"])
+    cfg = solar_config.preset(args.preset, overrides["env"])
+    assert cfg.horizon == 50 and not cfg.pretrain_random_start
+    banner = solar.banner(dataclasses.replace(cfg, iterations=3), "runs/x", "quick", None, "cpu")
+    assert re.search(r"preset\s+quick, changed: iterations=3\n", banner), banner
