@@ -52,24 +52,27 @@ def _train_loop(
     batch_fn: Callable[[int], Any],
     env_steps: int,
 ) -> Any:
-    """Shared V / M loop: jitted update per step, metrics every ~1 %, checkpoints."""
+    """Shared V / M loop: jitted update per step, metrics every ~1 % (the mean over the updates
+    since the last row: a resumed or later-round loop's first row may cover fewer), checkpoints."""
     every = max(1, steps // 100)
     stream = VAE if name == "vae" else MDN
     bar = logging_lib.progress(steps, name, unit="update", disable=not run.cfg.progress)
     bar.update(start)
     sums: dict[str, float] = {}
+    count = 0
     with logging_lib.Logger(run.logdir / name) as logger:
         for i in range(start, steps):
             state, metrics = update(state, batch_fn(i), run.key(stream, i))
             for k, v in jax.device_get(metrics).items():
                 sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
             if (i + 1) % every == 0 or i + 1 == steps:
-                row = {f"{name}/{k}": v / every for k, v in sums.items()}
+                row = {f"{name}/{k}": v / count for k, v in sums.items()}
                 logger.scalars(i + 1, {**row, "env_steps": env_steps})
                 logging_lib.set_postfix(bar, {"loss": row[f"{name}/loss"]})
                 if not np.isfinite(row[f"{name}/loss"]):
                     raise FloatingPointError(f"{name}: non-finite loss at update {i + 1}: {row}")
-                sums = {}
+                sums, count = {}, 0
             if (i + 1) % run.cfg.checkpoint_every == 0 or i + 1 == steps:
                 progress = resume.Progress(
                     env_steps=env_steps, grad_steps=i + 1, metric_rows=logger.rows
