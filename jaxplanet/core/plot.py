@@ -175,7 +175,8 @@ def find_runs(logdir_or_dirs: str | os.PathLike | Iterable[str | os.PathLike]) -
 
 
 def load_run(logdir: str | os.PathLike) -> Run:
-    """Reads ``logdir/metrics.jsonl``, the stage sub-directories' and ``config.json``'s env.
+    """Reads ``logdir/metrics.jsonl``, the stage sub-directories' and ``config.json``'s env
+    (a ``seed_<k>`` directory of a ``--num_seeds`` run takes its program's, one level up).
 
     Raises:
       FileNotFoundError: no ``metrics.jsonl`` in ``logdir``.
@@ -195,8 +196,11 @@ def load_run(logdir: str | os.PathLike) -> Run:
             if sub_rows:
                 stages[sub.name] = sub_rows
     config: dict = {}
+    config_path = logdir / "config.json"
+    if not config_path.is_file() and re.fullmatch(r"seed_\d+", logdir.name):
+        config_path = logdir.parent / "config.json"
     try:
-        loaded = json.loads((logdir / "config.json").read_text())
+        loaded = json.loads(config_path.read_text())
         config = loaded if isinstance(loaded, dict) else {}
     except (OSError, ValueError):
         pass

@@ -263,3 +263,16 @@ def test_cli(tmp_path):
     result = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert "error: --logdir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_seed_directories_of_a_num_seeds_run_take_the_programs_config(tmp_path):
+    """``--num_seeds`` writes one config.json for the program and seed_<k>/metrics.jsonl: the
+    plot knows the task (its title, the paper's reference line) from the parent's config."""
+    program = tmp_path / "cp"
+    for k in range(2):
+        _write_run(program / f"seed_{k}", seed=k, env="cartpole_swingup")
+        (program / f"seed_{k}" / "config.json").rename(program / "config.json")
+    runs = [plot.load_run(program / f"seed_{k}") for k in range(2)]
+    assert [r.env for r in runs] == ["cartpole_swingup"] * 2
+    assert plot.reference_returns(runs)["PlaNet (paper)"] == 821.0
+    assert plot.load_run(tmp_path / "cp" / "seed_0").config["env"] == "cartpole_swingup"
