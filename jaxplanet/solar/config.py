@@ -4,7 +4,8 @@
 (Zhang et al., ICML 2019): latent 10, horizon 50, time-varying MNIW dynamics, 100 random
 pretraining rollouts, 10 iterations x 40 rollouts, LQR-FLM with KL bound 2 * H * step_mult.
 ``quick`` is a CPU-sized nav2d run (with two opt-in choices not in the paper: a spatial-softmax
-encoder and a decoder canvas); ``tiny`` is what the tests use.
+encoder and a decoder canvas; ``--env`` naming a reacher adds that task's `QUICK_TASKS`
+settings); ``tiny`` is what the tests use.
 """
 
 from __future__ import annotations
