@@ -10,6 +10,7 @@
 * `plot`: learning curves from run directories;
 * `video`: labelled video frames;
 * `timing`: wall and CPU seconds per phase;
+* `seeding`: env reset seeds of training and evaluation episodes;
 * `compile`: the XLA compile options of the agents' jitted functions;
 * `parallel`: meshes, sharded training and planning, multi-host.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "plot",
     "replay",
     "resume",
+    "seeding",
     "timing",
     "video",
 ]

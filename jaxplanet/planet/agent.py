@@ -34,7 +34,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxplanet import envs, planet
-from jaxplanet.core import checkpoint, console, parallel, plot, replay, resume, timing, video
+from jaxplanet.core import (
+    checkpoint,
+    console,
+    parallel,
+    plot,
+    replay,
+    resume,
+    seeding,
+    timing,
+    video,
+)
 from jaxplanet.core import compile as compile_lib
 from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
@@ -713,7 +723,7 @@ def _loop(
                 else:
                     if random:
                         policy = episodes_lib.random_policy(
-                            action_dim, seed=scale.episode_seed(cfg.seed, index)
+                            action_dim, seed=seeding.episode_seed(cfg.seed, index)
                         )
                     else:
                         key = jax.random.fold_in(jax.random.fold_in(roots, _COLLECT), index)
@@ -721,7 +731,7 @@ def _loop(
                             fns, train_state.params, cfg, action_dim, key, cfg.exploration_noise
                         )
                     episode = episodes_lib.run_episode(
-                        run.env, watch(policy), seed=scale.episode_seed(cfg.seed, index)
+                        run.env, watch(policy), seed=seeding.episode_seed(cfg.seed, index)
                     )
                     collected = [[episode]]
             seconds = time.perf_counter() - began
@@ -832,7 +842,7 @@ def evaluate_episodes(
         key = jax.random.fold_in(root, index * 1000 + i)
         policy = planner_policy(fns, params, cfg, env.spec.action_dim, key, 0.0)
         policy = wrap(policy) if wrap is not None else policy
-        out.append(episodes_lib.run_episode(env, policy, seed=10_000_019 * (index + 1) + i))
+        out.append(episodes_lib.run_episode(env, policy, seed=seeding.eval_seed(index + 1, i)))
     return out
 
 

@@ -6,10 +6,10 @@ episode indices ``i .. i + N - 1`` (``N = --num_envs``) of each of ``K = --num_s
 * seed ``k`` is the run of ``seed + k`` alone: its `Lane` has that seed's config, its envs, its
   folder (``logdir/seed_k`` when K > 1, else ``logdir``) and logger; its keys are those of a
   single-seed run with that seed, so its numbers equal that run's (CPU, threefry keys);
-* episode ``i`` of seed ``k`` resets its env with seed ``(seed + k) * 1_000_003 + i`` and plans
-  step ``t`` with ``fold_in(fold_in(fold_in(root_k, COLLECT), i), t)``: the keys the one-env loop
-  uses, so N envs give the episodes N single-env rounds would (up to float reassociation of the
-  batched matmuls);
+* episode ``i`` of seed ``k`` resets its env with seed ``seeding.episode_seed(seed + k, i)``
+  and plans step ``t`` with ``fold_in(fold_in(fold_in(root_k, COLLECT), i), t)``: the keys the
+  one-env loop uses, so N envs give the episodes N single-env rounds would (up to float
+  reassociation of the batched matmuls);
 * the K x N beliefs are planned for in one jitted call per agent step (`make_act`), split over
   the devices of ``--devices`` when there are several; host envs step in worker processes
   (`jaxplanet.envs.vector`), pure-JAX ones either in-process or, with ``--collect=device``,
@@ -34,16 +34,14 @@ from jaxplanet.core import compile as compile_lib
 from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
-from jaxplanet.core import parallel, replay
+from jaxplanet.core import parallel, replay, seeding
 from jaxplanet.planet import acting, collect, seeds
 from jaxplanet.planet.config import PlanetConfig
 
 __all__ = [
-    "EPISODE_SEED",
     "Lane",
     "add_lane",
     "collect_round",
-    "episode_seed",
     "fold",
     "lane_config",
     "lane_dir",
@@ -51,13 +49,6 @@ __all__ = [
     "make_mesh",
     "split",
 ]
-
-EPISODE_SEED = 1_000_003  # env reset seed of episode i of seed s: s * EPISODE_SEED + i
-
-
-def episode_seed(seed: int, index: int) -> int:
-    """The env reset seed of episode ``index`` of the run with ``seed``."""
-    return seed * EPISODE_SEED + index
 
 
 def lane_config(cfg: PlanetConfig, k: int) -> PlanetConfig:
@@ -194,7 +185,7 @@ def collect_round(
     """
     k, n = cfg.num_seeds, cfg.num_envs
     indices = list(range(index, index + n))
-    reset_seeds = [episode_seed(lane.cfg.seed, i) for lane in lanes for i in indices]
+    reset_seeds = [seeding.episode_seed(lane.cfg.seed, i) for lane in lanes for i in indices]
     if cfg.collect == "device":
         flat = _device_round(cfg, lanes, params, roots, indices, reset_seeds, random, collect_key)
     else:

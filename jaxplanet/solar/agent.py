@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxplanet import envs
-from jaxplanet.core import checkpoint, console, plot, replay, resume, timing
+from jaxplanet.core import checkpoint, console, plot, replay, resume, seeding, timing
 from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
@@ -167,7 +167,7 @@ def _random_baseline(cfg: SolarConfig, env: envs.HostEnv, repeat: int):
     task's start distribution (evaluation env seeds; not added to the data)."""
     returns, successes = [], []
     for i in range(cfg.pretrain_rollouts):
-        seed = cfg.seed * 1_000_003 + 500_000 + i
+        seed = seeding.episode_seed(cfg.seed, i, offset=500_000)
         pol = random_policy(env.spec.action_dim, cfg.pretrain_action_std, seed)
         ep = episodes_lib.run_episode(env, pol, seed=seed)
         returns.append(ep["return"])
@@ -450,7 +450,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
             check()
             index = len(data.episodes)
             ep = episodes_lib.run_episode(
-                source, make_policy(index), seed=cfg.seed * 1_000_003 + index
+                source, make_policy(index), seed=seeding.episode_seed(cfg.seed, index)
             )
             replay.save_episode(logdir / "episodes", episodes_lib.episode_arrays(ep), index)
             data.add(ep)
@@ -489,7 +489,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
     if int(run["phase"]) == 0:
         returns, successes = collect(
             cfg.pretrain_rollouts,
-            lambda i: random_policy(A, cfg.pretrain_action_std, cfg.seed * 1_000_003 + i),
+            lambda i: random_policy(A, cfg.pretrain_action_std, seeding.episode_seed(cfg.seed, i)),
             pre_env,
         )
         if cfg.pretrain_random_start:  # the random baseline from the task's own starts

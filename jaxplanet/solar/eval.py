@@ -12,7 +12,7 @@ import numpy as np
 from jaxplanet import envs
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
-from jaxplanet.core import video
+from jaxplanet.core import seeding, video
 from jaxplanet.envs import nav2d, reacher_solar
 from jaxplanet.solar import model as solar
 from jaxplanet.solar.config import SolarConfig
@@ -79,7 +79,7 @@ def evaluate_episodes(
     out = []
     for i in range(count):
         pol = host_policy(fns, run, A, n, jax.random.fold_in(key, i), 0.0)
-        out.append(episodes_lib.run_episode(env, pol, seed=10_000_019 * phase + i))
+        out.append(episodes_lib.run_episode(env, pol, seed=seeding.eval_seed(phase, i)))
     return out
 
 

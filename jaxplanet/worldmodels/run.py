@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxplanet import envs
-from jaxplanet.core import checkpoint, resume
+from jaxplanet.core import checkpoint, resume, seeding
 from jaxplanet.core import config as config_lib
 from jaxplanet.envs import car_racing
 from jaxplanet.envs.vector import vector_episodes
@@ -141,7 +141,7 @@ class Run:
 
     def seed(self, stream: int, index: int) -> int:
         """Env seed ``index`` of stage ``stream`` (an int in [0, 2^31))."""
-        return (self.cfg.seed * 1_000_003 + stream * 100_003 + index) % 2**31
+        return seeding.episode_seed(self.cfg.seed, index, offset=stream * 100_003) % 2**31
 
     def host_episodes(self, seeds: list[int], policy: Any, record: bool, desc: str) -> list:
         """One host-env episode per seed, in `cfg.workers` processes (`vector_episodes`: a

@@ -14,8 +14,8 @@ import pytest
 from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
-from jaxplanet.core import replay
-from jaxplanet.planet import agent, scale
+from jaxplanet.core import replay, seeding
+from jaxplanet.planet import agent
 from jaxplanet.planet import config as planet_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_num_envs_random_episodes_equal_the_one_env_loops(four_envs):
     cfg = _cfg(**N4)
     env = agent.make_env(cfg, seed=cfg.seed)
     for i, name in enumerate(_episode_files(logdir)[:4]):
-        seed = scale.episode_seed(cfg.seed, i)
+        seed = seeding.episode_seed(cfg.seed, i)
         one = episodes_lib.run_episode(
             env, episodes_lib.random_policy(env.spec.action_dim, seed), seed=seed
         )
