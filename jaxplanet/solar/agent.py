@@ -314,7 +314,13 @@ def banner(
         (
             "pretraining",
             f"{cfg.pretrain_rollouts} rollouts of Gaussian random actions (std "
-            f"{cfg.pretrain_action_std:g}), {cfg.pretrain_steps:,} model steps",
+            f"{cfg.pretrain_action_std:g}"
+            + (
+                f", each held {cfg.pretrain_action_hold} steps"
+                if cfg.pretrain_action_hold > 1
+                else ""
+            )
+            + f"), {cfg.pretrain_steps:,} model steps",
         ),
         (
             "iterations",
@@ -489,7 +495,12 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
     if int(run["phase"]) == 0:
         returns, successes = collect(
             cfg.pretrain_rollouts,
-            lambda i: random_policy(A, cfg.pretrain_action_std, seeding.episode_seed(cfg.seed, i)),
+            lambda i: random_policy(
+                A,
+                cfg.pretrain_action_std,
+                seeding.episode_seed(cfg.seed, i),
+                cfg.pretrain_action_hold,
+            ),
             pre_env,
         )
         if cfg.pretrain_random_start:  # the random baseline from the task's own starts

@@ -47,6 +47,11 @@ class SolarConfig:
     rollouts: int = _field(40, "rollouts collected per iteration")
     pretrain_rollouts: int = _field(100, "random rollouts before the first iteration")
     pretrain_action_std: float = _field(0.5, "std of the Gaussian random pretraining actions")
+    pretrain_action_hold: int = _field(
+        1,
+        "agent steps each random pretraining action is held (1 = a new one every step, as "
+        "released); held torques move an arm far enough for the dynamics to see their effect",
+    )
     pretrain_random_start: bool = _field(
         False,
         "start the pretraining rollouts anywhere in the arena (the released code's random_start; "
@@ -93,6 +98,7 @@ class SolarConfig:
             "iterations",
             "rollouts",
             "pretrain_rollouts",
+            "pretrain_action_hold",
             "batch_size",
             "em_iterations",
             "eval_episodes",

@@ -170,10 +170,22 @@ def host_policy(
     return fn
 
 
-def random_policy(action_dim: int, std: float, seed: int) -> episodes_lib.Policy:
-    """Gaussian random actions (std ``std``) clipped to [-1, 1]: the pretraining policy."""
+def random_policy(action_dim: int, std: float, seed: int, hold: int = 1) -> episodes_lib.Policy:
+    """Gaussian random actions (std ``std``) clipped to [-1, 1], each held ``hold`` agent steps
+    (from an episode's first step): the pretraining policy."""
     rng = np.random.default_rng(seed)
-    return lambda obs, first: np.clip(std * rng.normal(size=action_dim), -1, 1).astype(np.float32)
+    state = {"t": 0, "action": np.zeros(action_dim, np.float32)}
+
+    def policy(obs: np.ndarray, first: bool) -> np.ndarray:
+        del obs
+        if first:
+            state["t"] = 0
+        if state["t"] % hold == 0:
+            state["action"] = np.clip(std * rng.normal(size=action_dim), -1, 1).astype(np.float32)
+        state["t"] += 1
+        return state["action"]
+
+    return policy
 
 
 def check_improvement(

@@ -1,0 +1,25 @@
+"""SOLAR's pretraining policy: Gaussian actions, clipped, optionally held."""
+
+import numpy as np
+
+from jaxplanet.solar.policy import random_policy
+
+
+def _actions(policy, steps, first_at=(0,)):
+    return np.stack([policy(None, t in first_at) for t in range(steps)])
+
+
+def test_unheld_actions_are_the_seeded_gaussian_draws_clipped():
+    got = _actions(random_policy(2, 0.5, seed=3), 6)
+    want = np.clip(0.5 * np.random.default_rng(3).normal(size=(6, 2)), -1, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got.dtype == np.float32
+
+
+def test_held_actions_change_every_hold_steps_and_restart_with_each_episode():
+    got = _actions(random_policy(2, 2.0, seed=0, hold=4), 12, first_at=(0, 6))
+    draws = np.clip(2.0 * np.random.default_rng(0).normal(size=(4, 2)), -1, 1)
+    # steps 0-3 and 4-5 of episode 1, then steps 6-9, 10-11: episode 2 starts a new hold
+    want = draws[[0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3]]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.abs(got).max() <= 1.0 and np.abs(got).max() == 1.0  # std 2: some are clipped
