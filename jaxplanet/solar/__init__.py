@@ -31,6 +31,7 @@ from jaxplanet.solar.model import (
     cost_matrices,
     decode,
     encode,
+    encode_rollouts,
     episode_batch,
     infer,
     init_canvas,
@@ -44,6 +45,7 @@ from jaxplanet.solar.model import (
     prior_dynamics,
     svi_stats,
     train_step,
+    windows,
 )
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "cost_matrices",
     "decode",
     "encode",
+    "encode_rollouts",
     "episode_batch",
     "infer",
     "init_canvas",
@@ -68,6 +71,7 @@ __all__ = [
     "prior_dynamics",
     "svi_stats",
     "train_step",
+    "windows",
 ]
 
 #: Sub-modules, imported on first attribute access (`model`, `lgssm`, `mniw` are imported

@@ -296,7 +296,9 @@ def banner(
     model = (
         f"{'SOLAR' if m.variant == 'solar' else 'VAE ablation'}: latent {m.latent}, "
         f"{m.dynamics.replace('_', '-')} MNIW dynamics, {encoder} encoder "
-        f"{tuple(m.channels)}, hidden {m.hidden}, lr {m.lr:g}" + (", canvas" if m.canvas else "")
+        + (f"on windows of {m.frames} frames " if m.frames > 1 else "")
+        + f"{tuple(m.channels)}, hidden {m.hidden}, lr {m.lr:g}"
+        + (", canvas" if m.canvas else "")
     )
     episodes = cfg.pretrain_rollouts + cfg.iterations * cfg.rollouts
     steps = cfg.pretrain_steps + cfg.iterations * cfg.model_steps
@@ -524,7 +526,9 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), phase)
         returns, successes = collect(
             cfg.rollouts,
-            lambda i, r=dict(run), k=key: host_policy(fns, r, A, n, jax.random.fold_in(k, i), 1.0),
+            lambda i, r=dict(run), k=key: host_policy(
+                fns, r, A, n, jax.random.fold_in(k, i), 1.0, cfg.model.frames
+            ),
         )
         row = {"iteration": phase, "train_return": float(np.mean(returns))}
         row.update(success_rate("train_success", successes))

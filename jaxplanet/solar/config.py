@@ -132,6 +132,8 @@ class SolarConfig:
             raise config_lib.ConfigError("--model.variant: must be solar or vae")
         if self.model.encoder not in ("conv", "spatial_softmax"):
             raise config_lib.ConfigError("--model.encoder: must be conv or spatial_softmax")
+        if self.model.frames < 1:
+            raise config_lib.ConfigError(f"--model.frames: must be >= 1, got {self.model.frames}")
         if len(self.model.channels) != 3:
             raise config_lib.ConfigError("--model.channels: must name 3 conv layers")
         if self.mpc.top_k > self.mpc.candidates:

@@ -78,7 +78,7 @@ def evaluate_episodes(
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), EVAL_KEY), phase)
     out = []
     for i in range(count):
-        pol = host_policy(fns, run, A, n, jax.random.fold_in(key, i), 0.0)
+        pol = host_policy(fns, run, A, n, jax.random.fold_in(key, i), 0.0, cfg.model.frames)
         out.append(episodes_lib.run_episode(env, pol, seed=seeding.eval_seed(phase, i)))
     return out
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxplanet.solar import lgssm, mniw
-from jaxplanet.solar.model import ModelConfig, encode, per_step, plugin, predict_cost
+from jaxplanet.solar.model import ModelConfig, encode_rollouts, per_step, plugin, predict_cost
 
 __all__ = ["fit_local_dynamics", "inferred_states", "fit_cost", "latent_step"]
 
@@ -43,7 +43,7 @@ def fit_local_dynamics(
       F [T, n, n+m], Sigma [T, n, n], and the initial state mean [n], covariance [n, n].
     """
     n, T = cfg.latent, actions.shape[1]
-    pm, pv = encode(params, cfg, obs)
+    pm, pv = encode_rollouts(params, cfg, obs)
     pc = jax.vmap(jax.vmap(jnp.diag))(pv)
     q_t = per_step(q, cfg, T)
     F, Q = jax.vmap(mniw.plugin_dynamics)(q_t)
@@ -74,7 +74,7 @@ def inferred_states(
 ) -> jax.Array:
     """Posterior means of the latents of a batch of rollouts (smoothed; the encoder's own means
     in the VAE ablation): obs uint8 [N, T+1, 64, 64, 3], actions [N, T, m] -> [N, T+1, n]."""
-    pm, pv = encode(params, cfg, obs)
+    pm, pv = encode_rollouts(params, cfg, obs)
     if cfg.variant == "vae":
         return pm
     n, T = cfg.latent, actions.shape[1]

@@ -54,6 +54,8 @@ __all__ = [
     "init_params",
     "init_canvas",
     "encode",
+    "encode_rollouts",
+    "windows",
     "decode",
     "cost_matrices",
     "predict_cost",
@@ -110,6 +112,11 @@ class ModelConfig:
     encoder: Literal["conv", "spatial_softmax"] = _field(
         "conv", "conv: the paper's; spatial_softmax: feature points (not in the paper)"
     )
+    # The ICML paper's project page: "we use sliding windows of past observations" (both tasks).
+    # One frame shows where the arm is, not how fast it moves; with 2 the encoder sees velocity.
+    frames: int = _field(
+        1, "frames the encoder sees: the current one and frames - 1 before it (sliding window)"
+    )
 
 
 _KERNELS, _STRIDES, _DECONV_KERNELS = (7, 5, 3), (1, 2, 2), (3, 6, 7)
@@ -127,7 +134,7 @@ class _PotentialEncoder(nn.Module):
 
 
 def _flat_frames(obs: jax.Array) -> tuple[tuple[int, ...], jax.Array]:
-    """(leading batch shape, frames f32 [N, 64, 64, 3] in [0, 1]) from uint8 [..., 64, 64, 3]."""
+    """(leading batch shape, frames f32 [N, 64, 64, C] in [0, 1]) from uint8 [..., 64, 64, C]."""
     return obs.shape[:-3], obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
 
 
@@ -225,7 +232,7 @@ def _decoder(cfg: ModelConfig) -> Decoder:
 def init_params(cfg: ModelConfig, key: jax.Array, action_dim: int) -> dict:
     """Encoder, decoder and cost parameters (the cost: L [p, p], c [p], b, log_std)."""
     k_enc, k_dec = jax.random.split(key)
-    obs = jnp.zeros((1, 64, 64, 3), jnp.uint8)
+    obs = jnp.zeros((1, 64, 64, 3 * cfg.frames), jnp.uint8)
     p = cfg.latent + action_dim
     return {
         "enc": _encoder(cfg).init(k_enc, obs)["params"],
@@ -254,8 +261,25 @@ def init_canvas(params: dict, obs: Any) -> dict:
 
 
 def encode(params: dict, cfg: ModelConfig, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """uint8 [..., 64, 64, 3] -> potential means, variances [..., n]."""
+    """Windows uint8 [..., 64, 64, 3 * frames] -> potential means, variances [..., n]."""
     return _encoder(cfg).apply({"params": params["enc"]}, obs)
+
+
+def windows(obs: jax.Array, frames: int) -> jax.Array:
+    """Sliding windows of a rollout's frames: uint8 [..., T+1, 64, 64, 3] ->
+    [..., T+1, 64, 64, 3 * frames], frame t then t-1, ..., t-frames+1 on the channel axis (the
+    first frame stands in for those before it); ``frames`` 1 returns ``obs``."""
+    if frames == 1:
+        return obs
+    t = jnp.arange(obs.shape[-4])
+    past = [jnp.take(obs, jnp.maximum(t - k, 0), axis=-4) for k in range(frames)]
+    return jnp.concatenate(past, axis=-1)
+
+
+def encode_rollouts(params: dict, cfg: ModelConfig, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Rollout frames uint8 [..., T+1, 64, 64, 3] -> potential means, variances [..., T+1, n]
+    (each step encoded from its window of ``cfg.frames`` frames)."""
+    return encode(params, cfg, windows(obs, cfg.frames))
 
 
 def decode(params: dict, cfg: ModelConfig, s: jax.Array) -> jax.Array:
@@ -301,7 +325,7 @@ def infer(
       (`lgssm.Smoothed`, potential means [T+1, n], potential covariances [T+1, n, n]).
     """
     n, T = cfg.latent, actions.shape[0]
-    pm, pv = encode(params, cfg, obs)
+    pm, pv = encode_rollouts(params, cfg, obs)
     pc = jax.vmap(jnp.diag)(pv)
     F, Q = plugin(q, cfg, T)
     post = lgssm.smooth_full(jnp.zeros(n), jnp.eye(n), F, Q, actions, pm, pc)
@@ -359,7 +383,7 @@ def loss(
     """
     obs, actions, costs = batch["obs"], batch["action"], batch["cost"]
     B, T1 = obs.shape[:2]
-    pm, pv = encode(params, cfg, obs)  # [B, T+1, n]
+    pm, pv = encode_rollouts(params, cfg, obs)  # [B, T+1, n]
     keys = jax.random.split(key, B)
     s, kl, pairs = jax.vmap(functools.partial(_latent_terms, cfg, q))(pm, pv, actions, keys)
     logits = decode(params, cfg, s)

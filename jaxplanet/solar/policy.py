@@ -144,26 +144,35 @@ def host_policy(
     n: int,
     key: jax.Array,
     noise: float,
+    frames: int = 1,
 ) -> episodes_lib.Policy:
     """The run's current policy (LQR-FLM or MPC) on the filtered latent, for one episode.
 
     Args:
       fns: `make_functions` output; run: the run state (``train``, ``dyn``, ``policy``).
       action_dim: m; n: latent size; key: the episode's key; noise: 1 = the policy's own
-        exploration noise, 0 = its mean (evaluation).
+        exploration noise, 0 = its mean (evaluation); frames: the encoder's window
+        (``ModelConfig.frames``).
 
     Returns:
-      ``policy(obs uint8 [64, 64, 3], is_first) -> action f32 [m]`` for one episode.
+      ``policy(obs uint8 [64, 64, 3], is_first) -> action f32 [m]`` for one episode (the
+      encoder sees the last ``frames`` of them, `solar.windows`).
     """
     carry = {"belief": (jnp.zeros(n), jnp.eye(n)), "prev": jnp.zeros(action_dim), "t": 0}
     params, dyn, policy = run["train"].params, run["dyn"], run["policy"]
+    past: list[np.ndarray] = []  # the episode's last `frames` observations, newest first
 
     def fn(obs: np.ndarray, is_first: bool) -> np.ndarray:
         t = carry["t"]
+        if t == 0:
+            past[:] = [obs] * frames
+        past[:] = [obs, *past[:-1]]
         step_key = jax.random.fold_in(key, t)
+        window = np.concatenate(past, axis=-1) if frames > 1 else obs
         u, carry["belief"] = fns["act"](
-            params, carry["belief"], *dyn, carry["prev"], obs, jnp.int32(t), policy, noise, step_key
-        )
+            params, carry["belief"], *dyn, carry["prev"], window, jnp.int32(t), policy, noise,
+            step_key,
+        )  # fmt: skip
         carry["prev"], carry["t"] = u, t + 1
         return np.asarray(u, np.float32)
 

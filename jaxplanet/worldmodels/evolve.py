@@ -330,7 +330,8 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
 
     Returns (and writes to ``evaluate.json`` and ``metrics.jsonl`` of ``directory``)
     eval_return_*, eval_length_* (agent steps per episode: take_cover's survival) and
-    random_return_* / random_length_* (mean and std), episode counts, controller_generation
+    random_return_* / random_length_* (mean and std), still_return_* / still_length_* (standing
+    still, C = 0, on C's episodes: the same env seeds), episode counts, controller_generation
     (whose CMA-ES mean C is) and controller_real_return (its periodic score; nan if none), and
     the path of the real-vs-dream video (``directory/videos``).
 
@@ -358,10 +359,11 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
     choice = controller_choice(run, "evaluate")  # first: names the controller stage
     params = world_model_params(run, "evaluate", choice.round)
     es = _evolution(run)
-    returns, lengths = real_episodes(
-        run, params, choice.flat[None], es, run.key(EVAL), cfg.eval_episodes
-    )
-    returns, lengths = returns[0], lengths[0]
+    # C, and standing still (C = 0: a = 0, take_cover's "stay") on the same real episodes
+    key, n = run.key(EVAL), cfg.eval_episodes
+    returns, lengths = real_episodes(run, params, choice.flat[None], es, key, n)
+    still, still_lengths = real_episodes(run, params, jnp.zeros_like(choice.flat)[None], es, key, n)
+    returns, lengths, still, still_lengths = returns[0], lengths[0], still[0], still_lengths[0]
     random_returns, random_lengths = random_baseline(run)
     summary = {
         "eval_return_mean": float(returns.mean()),
@@ -374,6 +376,10 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
         "random_length_mean": float(random_lengths.mean()),
         "random_length_std": float(random_lengths.std()),
         "random_episodes": int(random_returns.size),
+        "still_return_mean": float(still.mean()),
+        "still_return_std": float(still.std()),
+        "still_length_mean": float(still_lengths.mean()),
+        "still_length_std": float(still_lengths.std()),
         "controller_generation": choice.generation,
         "controller_real_return": choice.real_return,
         "controller_round": choice.round,
@@ -387,7 +393,8 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
         f"{summary[f'eval_{key}_mean']:.1f} ± {summary[f'eval_{key}_std']:.1f} {unit} over "
         f"{summary['eval_episodes']} real episodes; i.i.d. random actions "
         f"{summary[f'random_{key}_mean']:.1f} ± {summary[f'random_{key}_std']:.1f} over "
-        f"{summary['random_episodes']} real episodes"
+        f"{summary['random_episodes']} real episodes; standing still (a = 0) "
+        f"{summary[f'still_{key}_mean']:.1f} ± {summary[f'still_{key}_std']:.1f} on C's episodes"
     )
     with logging_lib.Logger(directory) as logger:
         logger.scalars(0, summary)

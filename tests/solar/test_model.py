@@ -144,3 +144,40 @@ def test_loss_falls_on_tiny_nav2d():
     if variant == "solar":
         assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05 * abs(np.mean(losses[:3]))
     assert int(state.step) == steps
+
+
+# ---------------------------------------------------------------- sliding windows of frames
+
+
+def test_windows_stack_each_frame_with_the_ones_before_it():
+    obs = jnp.arange(2 * 4, dtype=jnp.uint8).reshape(2, 4, 1, 1, 1)  # frame id as its pixel
+    obs = jnp.broadcast_to(obs, (2, 4, 64, 64, 3))
+    w = solar.windows(obs, 3)
+    assert w.shape == (2, 4, 64, 64, 9) and w.dtype == jnp.uint8
+    ids = np.asarray(w[:, :, 0, 0, ::3])  # the id of each window's 3 frames, newest first
+    np.testing.assert_array_equal(ids[0], [[0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 2, 1]])
+    np.testing.assert_array_equal(ids[1], ids[0] + 4)
+    assert solar.windows(obs, 1) is obs
+
+
+def test_two_frame_model_encodes_windows_and_trains():
+    cfg = dataclasses.replace(TINY, frames=2)
+    params = solar.init_params(cfg, jax.random.key(0), 2)
+    assert params["enc"]["conv0"]["kernel"].shape[-2] == 6  # 2 frames x 3 channels
+    data = _data()
+    mean, _ = solar.encode_rollouts(params, cfg, data["obs"])
+    assert mean.shape == (4, 7, 3)
+    # step t's potential is the encoder on (frame t, frame t-1); step 0 repeats frame 0
+    o = data["obs"][0]
+    want, _ = solar.encode(params, cfg, jnp.concatenate([o[3], o[2]], -1))
+    np.testing.assert_allclose(mean[0, 3], want, rtol=1e-5, atol=1e-6)
+    want0, _ = solar.encode(params, cfg, jnp.concatenate([o[0], o[0]], -1))
+    np.testing.assert_allclose(mean[0, 0], want0, rtol=1e-5, atol=1e-6)
+    state = solar.init_train_state(dataclasses.replace(cfg, lr=3e-3), jax.random.key(1), 2, 6)
+    step = jax.jit(functools.partial(solar.train_step, cfg=cfg, num_sequences=4))
+    losses = []
+    for i in range(10):
+        state, metrics = step(state, data, jax.random.key(i))
+        assert bool(metrics["finite"])
+        losses.append(float(metrics["loss"]))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])

@@ -23,3 +23,26 @@ def test_held_actions_change_every_hold_steps_and_restart_with_each_episode():
     want = draws[[0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3]]
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert np.abs(got).max() <= 1.0 and np.abs(got).max() == 1.0  # std 2: some are clipped
+
+
+def test_host_policy_gives_the_encoder_the_last_frames_newest_first():
+    import types
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxplanet.solar.policy import host_policy
+
+    seen = []
+
+    def act(params, belief, F, Q, prev, obs, t, policy, noise, key):
+        seen.append(np.asarray(obs))
+        return jnp.zeros(2), belief
+
+    run = {"train": types.SimpleNamespace(params={}), "dyn": (None, None), "policy": None}
+    pol = host_policy({"act": act}, run, 2, 3, jax.random.key(0), 0.0, frames=2)
+    frames = [np.full((64, 64, 3), i, np.uint8) for i in range(3)]
+    for t, f in enumerate(frames):
+        pol(f, t == 0)
+    assert [w.shape for w in seen] == [(64, 64, 6)] * 3
+    assert [(int(w[0, 0, 0]), int(w[0, 0, 3])) for w in seen] == [(0, 0), (1, 0), (2, 1)]
