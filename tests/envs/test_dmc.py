@@ -12,15 +12,6 @@ from jaxplanet.envs import dmc
 pytestmark = pytest.mark.dmc
 
 
-@pytest.fixture(scope="module")
-def backend():
-    pytest.importorskip("dm_control", reason="dm_control not installed")
-    try:
-        return dmc.gl_backend()
-    except RuntimeError as e:
-        pytest.skip(f"no headless GL rendering: {e}")
-
-
 def test_gl_backend_reported(backend):
     assert backend in ("egl", "osmesa", "glfw")
     assert dmc.gl_backend() == backend  # selected once

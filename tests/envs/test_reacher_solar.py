@@ -5,18 +5,9 @@ import pytest
 
 from jaxplanet import envs
 from jaxplanet.core import episodes
-from jaxplanet.envs import dmc, reacher_solar
+from jaxplanet.envs import reacher_solar
 
 pytestmark = pytest.mark.dmc
-
-
-@pytest.fixture(scope="module")
-def backend():
-    pytest.importorskip("dm_control", reason="dm_control not installed")
-    try:
-        return dmc.gl_backend()
-    except RuntimeError as e:
-        pytest.skip(f"no headless GL rendering: {e}")
 
 
 def _fingertip(qpos):
