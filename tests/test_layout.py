@@ -26,24 +26,24 @@ MAX_LINES = 420
 TOO_LONG = {
     # The PlaNet loop in one module: collect, update, evaluate, resume, open-loop video and the
     # jitted functions; World Models' loop is split by stage, PlaNet's is not yet.
-    "planet/agent.py": 1016,
+    "planet/agent.py": 1026,
     # SOLAR's loop, banner and end table (fitting, policy and evaluation are split out).
-    "solar/agent.py": 609,
+    "solar/agent.py": 632,
     # World Models' stage pipeline, its banner and end table (the stages are split out).
-    "worldmodels/agent.py": 580,
+    "worldmodels/agent.py": 581,
     # One config dataclass with a help text per field and four presets (paper values cited).
-    "worldmodels/config.py": 499,
+    "worldmodels/config.py": 495,
     # The collect stage (host, pure-JAX, with C) and V's z-sequences for M.
     "worldmodels/data.py": 467,
     # The controller stage (CMA-ES in the dream) and the evaluate stage.
-    "worldmodels/evolve.py": 462,
+    "worldmodels/evolve.py": 469,
     # SOLAR's structured VAE: encoders, decoder, cost, ELBO and the SVI train step.
-    "solar/model.py": 455,
+    "solar/model.py": 494,
     # Orbax checkpoints with manifests and the config guard of resumed runs.
     "core/checkpoint.py": 449,
     # Learning curves: loading runs, mean and std over seeds, reference returns, the figure
     # (World Models: the return panel over CMA-ES generations).
-    "core/plot.py": 524,
+    "core/plot.py": 533,
 }
 
 

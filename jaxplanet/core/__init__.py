@@ -8,6 +8,7 @@
 * `logging`: JSON-lines metrics, TensorBoard, videos, progress bar;
 * `console`: start banner, progress line, Ctrl-C, end summary;
 * `plot`: learning curves from run directories;
+* `compare`: runs of different configs side by side (a curve and a table row per config);
 * `video`: labelled video frames;
 * `timing`: wall and CPU seconds per phase;
 * `seeding`: env reset seeds of training and evaluation episodes;
@@ -21,6 +22,7 @@ from jaxplanet import _lazy
 
 __all__ = [
     "checkpoint",
+    "compare",
     "compile",
     "config",
     "console",

@@ -60,10 +60,15 @@ __all__ = [
     "SEED_FREE_FIELDS",
     "Run",
     "check_same_config",
+    "compared_fields",
+    "draw_curves",
     "find_runs",
     "learning_curves_figure",
     "load_run",
+    "number",
     "reference_returns",
+    "return_range",
+    "series",
     "try_write_learning_curves",
     "write_learning_curves",
 ]
@@ -136,7 +141,7 @@ class Run(NamedTuple):
     config: dict = {}
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
     """A row value as float; NaN for missing, non-numeric or non-finite ("nan", "inf")."""
     if isinstance(value, bool) or value is None:
         return math.nan
@@ -207,7 +212,7 @@ def load_run(logdir: str | os.PathLike) -> Run:
     return Run(logdir.name or str(logdir), str(config.get("env", "")), rows, stages, config)
 
 
-def _compared(config: dict) -> dict[str, Any]:
+def compared_fields(config: dict) -> dict[str, Any]:
     """The dotted fields of ``config`` that runs averaged together must share."""
     return {k: v for k, v in config_lib.flatten(config).items() if k not in SEED_FREE_FIELDS}
 
@@ -221,9 +226,9 @@ def check_same_config(runs: Sequence[Run]) -> None:
     known = [run for run in runs if run.config]
     if len(known) < 2:
         return
-    first = _compared(known[0].config)
+    first = compared_fields(known[0].config)
     for run in known[1:]:
-        other = _compared(run.config)
+        other = compared_fields(run.config)
         diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
         if diff:
             shown = ", ".join(f"{k}: {first.get(k)!r} vs {other.get(k)!r}" for k in diff[:5])
@@ -234,12 +239,12 @@ def check_same_config(runs: Sequence[Run]) -> None:
             )
 
 
-def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+def series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     """Finite (step, value) points of ``key``, sorted by step (last row wins per step)."""
     points = {}
     for r in rows:
         if key in r:
-            x, y = _number(r.get("step")), _number(r[key])
+            x, y = number(r.get("step")), number(r[key])
             if not (math.isnan(x) or math.isnan(y)):
                 points[x] = y
     xs = np.array(sorted(points), dtype=np.float64)
@@ -268,7 +273,7 @@ def reference_returns(runs: Sequence[Run]) -> dict[str, float]:
     values: dict[str, list[float]] = {}
     for run in runs:
         for key, label in _REFERENCE.items():
-            _, ys = _series(run.rows, key)
+            _, ys = series(run.rows, key)
             if ys.size:
                 values.setdefault(label, []).append(float(ys[-1]))
     refs = {label: float(np.mean(v)) for label, v in values.items()}
@@ -291,7 +296,7 @@ def _mean_std(curves: list[tuple[np.ndarray, np.ndarray]]):
     return grid[keep], mean[keep], np.sqrt(var[keep])
 
 
-def _draw(
+def draw_curves(
     ax,
     curves: list[tuple[str, np.ndarray, np.ndarray]],
     key: str,
@@ -329,8 +334,8 @@ def _by_generation(runs: Sequence[Run]) -> bool:
     """Whether the return panel is drawn over CMA-ES generations (World Models): every run's
     return keys lie at one ``step`` at most and its controller stage logged `_REAL_OF_MEAN`."""
     for run in runs:
-        steps = {x for key in _keys(run.rows, _RETURN) for x in _series(run.rows, key)[0]}
-        if len(steps) > 1 or not _series(run.stages.get("controller", []), _REAL_OF_MEAN)[0].size:
+        steps = {x for key in _keys(run.rows, _RETURN) for x in series(run.rows, key)[0]}
+        if len(steps) > 1 or not series(run.stages.get("controller", []), _REAL_OF_MEAN)[0].size:
             return False
     return True
 
@@ -340,7 +345,7 @@ def _draw_generations(ax, runs: Sequence[Run]) -> list[np.ndarray]:
     values drawn (for the vertical range)."""
     seen: list[np.ndarray] = []
     controller = {run.name: run.stages.get("controller", []) for run in runs}
-    env_steps = [_number(r.get("env_steps")) for rows in controller.values() for r in rows]
+    env_steps = [number(r.get("env_steps")) for rows in controller.values() for r in rows]
     known = [s for s in env_steps if not math.isnan(s)]
     where = "" if not known else " (real task)" if max(known) > 0 else " (dream)"
     lines = (
@@ -348,18 +353,18 @@ def _draw_generations(ax, runs: Sequence[Run]) -> list[np.ndarray]:
         (_FITNESS_MEAN, f"population mean fitness{where}", "C1", None),
     )
     for key, label, color, marker in lines:
-        curves = [(run.name, *_series(controller[run.name], key)) for run in runs]
+        curves = [(run.name, *series(controller[run.name], key)) for run in runs]
         curves = [c for c in curves if c[1].size]
         seen += [y for _, _, y in curves]
-        _draw(ax, curves, key, color, label=label, marker=marker)
+        draw_curves(ax, curves, key, color, label=label, marker=marker)
     finals, gens, episodes = [], set(), set()
     for run in runs:
-        evaluated = [r for r in run.rows if not math.isnan(_number(r.get("eval_return_mean")))]
+        evaluated = [r for r in run.rows if not math.isnan(number(r.get("eval_return_mean")))]
         if not evaluated:
             continue
         final_row = evaluated[-1]
-        finals.append(_number(final_row["eval_return_mean"]))
-        gen = _number(final_row.get("controller_generation"))
+        finals.append(number(final_row["eval_return_mean"]))
+        gen = number(final_row.get("controller_generation"))
         n = final_row.get("eval_episodes")
         episodes.add(n if isinstance(n, int) and not isinstance(n, bool) else None)
         if not math.isnan(gen):
@@ -413,12 +418,12 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     if by_generation:
         seen = _draw_generations(ax, runs)
     for i, key in enumerate([] if by_generation else return_keys):
-        curves = [(run.name, *_series(run.rows, key)) for run in runs]
+        curves = [(run.name, *series(run.rows, key)) for run in runs]
         curves = [c for c in curves if c[1].size]
         seen += [y for _, _, y in curves]
-        _draw(ax, curves, key, colors[i % 10])
+        draw_curves(ax, curves, key, colors[i % 10])
     refs = reference_returns(runs)
-    low, high = _return_range(seen, refs)
+    low, high = return_range(seen, refs)
     for j, (label, value) in enumerate(refs.items()):
         style = dict(color="0.3", ls=("--", ":", "-.")[j % 3], lw=1.0)
         if low is not None and not low <= value <= high:
@@ -436,8 +441,8 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
         ax = axes[panel]
         ax.set_title("success")
         for i, key in enumerate(success_keys):
-            curves = [(run.name, *_series(run.rows, key)) for run in runs]
-            _draw(ax, [c for c in curves if c[1].size], key, colors[i % 10])
+            curves = [(run.name, *series(run.rows, key)) for run in runs]
+            draw_curves(ax, [c for c in curves if c[1].size], key, colors[i % 10])
         panel += 1
     for stage, key in loss_keys:
         ax = axes[panel]
@@ -445,10 +450,10 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
             key if not stage or key.startswith(f"{stage}/") else f"{stage}: {key}", fontsize=9
         )
         curves = [
-            (run.name, *_series(run.stages.get(stage, []) if stage else run.rows, key))
+            (run.name, *series(run.stages.get(stage, []) if stage else run.rows, key))
             for run in runs
         ]
-        _draw(ax, [c for c in curves if c[1].size], key, "C0")
+        draw_curves(ax, [c for c in curves if c[1].size], key, "C0")
         ax.set_xlabel(f"{stage} step" if stage else "env steps")
         panel += 1
     axes[0].set_xlabel("generation" if by_generation else "env steps")
@@ -463,7 +468,7 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     return fig
 
 
-def _return_range(
+def return_range(
     curves: list[np.ndarray], refs: dict[str, float]
 ) -> tuple[float, float] | tuple[None, None]:
     """The return panel's y-range: the runs' returns and the random line, widened to take in

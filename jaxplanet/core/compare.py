@@ -1,0 +1,146 @@
+"""Runs of different configs side by side: one curve (mean ± std over seeds) per config.
+
+`jaxplanet.core.plot` averages seeds of one config and refuses runs of different configs; this
+module is for the other question, which of several configs does better (SOLAR against its VAE
+ablation and MPC, say). Runs are grouped by their ``config.json`` outside the seed and the
+reporting fields (`plot.SEED_FREE_FIELDS`); each group is labelled by the fields in which the
+groups differ (``model.variant=vae``), and every group's ``key`` (default ``eval_return``) is
+drawn against env steps, with the random line of the runs that log one.
+
+    write_comparison(["runs/solar_s0", "runs/solar_s1", "runs/vae_s0"], "compare.png")
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from jaxplanet.core import plot
+
+__all__ = ["comparison_figure", "group_runs", "summary_rows", "write_comparison"]
+
+
+def group_runs(runs: Sequence[plot.Run]) -> dict[str, list[plot.Run]]:
+    """Runs grouped by config (outside the seed-free fields), in first-seen order.
+
+    Returns:
+      label -> runs; the label lists the fields whose values differ between groups as
+      ``field=value`` (the first group's fields too), or the env name when there is one group.
+
+    Raises:
+      ValueError: a run without ``config.json`` (it cannot be grouped), or no runs.
+    """
+    if not runs:
+        raise ValueError("no runs to compare")
+    missing = [run.name for run in runs if not run.config]
+    if missing:
+        raise ValueError(f"runs without config.json cannot be grouped: {', '.join(missing)}")
+    configs: list[dict] = []
+    members: list[list[plot.Run]] = []
+    for run in runs:
+        fields = plot.compared_fields(run.config)
+        for i, seen in enumerate(configs):
+            if seen == fields:
+                members[i].append(run)
+                break
+        else:
+            configs.append(fields)
+            members.append([run])
+    keys = sorted({k for c in configs for k in c})
+    differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    labels = []
+    for fields, group in zip(configs, members, strict=True):
+        shown = ", ".join(f"{k}={fields.get(k)}" for k in differing)
+        labels.append(shown or group[0].env or group[0].name)
+    return dict(zip(labels, members, strict=True))
+
+
+def _final(run: plot.Run, key: str) -> float:
+    _, ys = plot.series(run.rows, key)
+    return float(ys[-1]) if ys.size else float("nan")
+
+
+def summary_rows(groups: dict[str, list[plot.Run]], key: str = "eval_return") -> list[dict]:
+    """Per group: label, seeds, the mean and std over its runs of each run's last ``key`` and
+    of the mean of its last two, and the env steps of the last row (the largest over runs)."""
+    rows = []
+    for label, runs in groups.items():
+        last = np.array([_final(run, key) for run in runs])
+        last_two = []
+        for run in runs:
+            _, ys = plot.series(run.rows, key)
+            last_two.append(float(np.mean(ys[-2:])) if ys.size else float("nan"))
+        steps = max(max(plot.number(r.get("step")) for r in run.rows) for run in runs)
+        rows.append(
+            {
+                "label": label,
+                "runs": len(runs),
+                "final_mean": float(np.mean(last)),
+                "final_std": float(np.std(last)),
+                "last_two_mean": float(np.mean(last_two)),
+                "last_two_std": float(np.std(last_two)),
+                "env_steps": steps,
+            }
+        )
+    return rows
+
+
+def comparison_figure(
+    groups: dict[str, list[plot.Run]], key: str = "eval_return", title: str | None = None
+) -> Figure:
+    """``key`` over env steps, one colour per group (thin line per run, mean ± std for 2+
+    runs; gids as in `plot`), the random line of the runs that log one; not saved."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    seen = []
+    for i, (label, runs) in enumerate(groups.items()):
+        curves = [(run.name, *plot.series(run.rows, key)) for run in runs]
+        curves = [c for c in curves if c[1].size]
+        if not curves:
+            raise ValueError(f"group {label!r}: no run logged {key!r}")
+        seen += [y for _, _, y in curves]
+        plot.draw_curves(ax, curves, key, f"C{i % 10}", label=label)
+    all_runs = [run for runs in groups.values() for run in runs]
+    refs = {k: v for k, v in plot.reference_returns(all_runs).items() if k == "random"}
+    low, high = plot.return_range(seen, refs)
+    for label, value in refs.items():
+        ax.axhline(value, color="0.3", ls="--", lw=1.0, label=label)
+    if low is not None:
+        ax.set_ylim(low, high)
+    envs = ", ".join(dict.fromkeys(run.env for run in all_runs if run.env))
+    ax.set_title(title or f"{envs}: {key}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def write_comparison(
+    logdirs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_png: str | os.PathLike,
+    key: str = "eval_return",
+) -> tuple[Path, list[dict]]:
+    """Groups the runs under ``logdirs`` (`plot.find_runs`) by config, draws `comparison_figure`
+    to ``out_png`` (atomically) and returns (its path, `summary_rows`)."""
+    runs = [plot.load_run(p) for p in plot.find_runs(logdirs)]
+    groups = group_runs(runs)
+    fig = comparison_figure(groups, key)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=90)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out, summary_rows(groups, key)
