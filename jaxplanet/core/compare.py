@@ -92,34 +92,46 @@ def summary_rows(groups: dict[str, list[plot.Run]], key: str = "eval_return") ->
 
 
 def comparison_figure(
-    groups: dict[str, list[plot.Run]], key: str = "eval_return", title: str | None = None
+    groups: dict[str, list[plot.Run]], keys: Sequence[str] = ("eval_return",)
 ) -> Figure:
-    """``key`` over env steps, one colour per group (thin line per run, mean ± std for 2+
-    runs; gids as in `plot`), the random line of the runs that log one; not saved."""
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    """One panel per key of ``keys`` over env steps, one colour per group (thin line per run,
+    mean ± std for 2+ runs; gids as in `plot`); on the first panel, the random line of the
+    runs that log one (named in the legend as off the scale when it lies more than one span of
+    the curves away from them). Not saved."""
+    fig = Figure(figsize=(6.0 * len(keys), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    seen = []
-    for i, (label, runs) in enumerate(groups.items()):
-        curves = [(run.name, *plot.series(run.rows, key)) for run in runs]
-        curves = [c for c in curves if c[1].size]
-        if not curves:
-            raise ValueError(f"group {label!r}: no run logged {key!r}")
-        seen += [y for _, _, y in curves]
-        plot.draw_curves(ax, curves, key, f"C{i % 10}", label=label)
+    axes = fig.subplots(1, len(keys), squeeze=False).ravel()
     all_runs = [run for runs in groups.values() for run in runs]
-    refs = {k: v for k, v in plot.reference_returns(all_runs).items() if k == "random"}
-    low, high = plot.return_range(seen, refs)
-    for label, value in refs.items():
-        ax.axhline(value, color="0.3", ls="--", lw=1.0, label=label)
-    if low is not None:
-        ax.set_ylim(low, high)
     envs = ", ".join(dict.fromkeys(run.env for run in all_runs if run.env))
-    ax.set_title(title or f"{envs}: {key}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(key)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    fig.suptitle(f"{envs or 'runs'}: {len(groups)} configs, {len(all_runs)} runs")
+    for k, (ax, key) in enumerate(zip(axes, keys, strict=True)):
+        seen = []
+        for i, (label, runs) in enumerate(groups.items()):
+            curves = [(run.name, *plot.series(run.rows, key)) for run in runs]
+            curves = [c for c in curves if c[1].size]
+            if not curves:
+                raise ValueError(f"group {label!r}: no run logged {key!r}")
+            seen += [y for _, _, y in curves]
+            plot.draw_curves(ax, curves, key, f"C{i % 10}", label=label)
+        if k == 0:
+            low, high = plot.return_range(seen, {})
+            span = max(high - low, 1e-6)
+            for label, value in plot.reference_returns(all_runs).items():
+                if label != "random":
+                    continue
+                if low - span <= value <= high + span:
+                    ax.axhline(value, color="0.3", ls="--", lw=1.0, label=label)
+                    low, high = min(low, value - 0.05 * span), max(high, value + 0.05 * span)
+                else:
+                    (line,) = ax.plot(
+                        [], [], color="0.3", ls="--", label=f"{label}: {value:.4g} (off scale)"
+                    )
+                    line.set_gid(f"offscale:{label}")
+            ax.set_ylim(low, high)
+        ax.set_title(key)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return fig
 
 
@@ -129,10 +141,14 @@ def write_comparison(
     key: str = "eval_return",
 ) -> tuple[Path, list[dict]]:
     """Groups the runs under ``logdirs`` (`plot.find_runs`) by config, draws `comparison_figure`
-    to ``out_png`` (atomically) and returns (its path, `summary_rows`)."""
+    of ``key`` (beside the success rate, for ``eval_return`` when every run logs
+    ``eval_success``) to ``out_png`` (atomically) and returns (its path, `summary_rows`)."""
     runs = [plot.load_run(p) for p in plot.find_runs(logdirs)]
     groups = group_runs(runs)
-    fig = comparison_figure(groups, key)
+    keys = [key]
+    if key == "eval_return" and all(plot.series(run.rows, "eval_success")[0].size for run in runs):
+        keys.append("eval_success")
+    fig = comparison_figure(groups, keys)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)

@@ -64,13 +64,31 @@ def test_figure_draws_a_mean_per_group_and_the_random_line(runs):
     np.testing.assert_allclose(y, [-9.0, -7.5, -7.0, -4.0])
 
 
+def test_far_random_line_is_named_off_scale_and_success_gets_its_panel(tmp_path):
+    runs = []
+    for seed, variant in ((0, "solar"), (0, "vae")):
+        d = _run(tmp_path / f"{variant}", seed, variant, [-9.0, -6.0], random=-63.0)
+        with Logger(d, use_tensorboard=False) as log:
+            log.scalars(200, {"eval_success": 1.0})
+        runs.append(d)
+    out, _ = compare.write_comparison(runs, tmp_path / "cmp.png")
+    groups = compare.group_runs([plot.load_run(p) for p in runs])
+    fig = compare.comparison_figure(groups, ["eval_return", "eval_success"])
+    ret, success = fig.axes
+    assert [
+        g for g in (line.get_gid() or "" for line in ret.get_lines()) if g.startswith("off")
+    ] == ["offscale:random"]
+    assert ret.get_ylim()[0] > -20  # the curves' scale, not squashed by the random line
+    assert success.get_title() == "eval_success" and out.stat().st_size > 0
+
+
 def test_run_without_config_and_missing_key_are_clear_errors(runs, tmp_path):
     (runs[2] / "config.json").unlink()
     with pytest.raises(ValueError, match="without config.json cannot be grouped: vae_s0"):
         compare.group_runs([plot.load_run(p) for p in runs])
     groups = compare.group_runs([plot.load_run(p) for p in runs[:2]])
     with pytest.raises(ValueError, match="no run logged 'train_return'"):
-        compare.comparison_figure(groups, "train_return")
+        compare.comparison_figure(groups, ["train_return"])
 
 
 def test_cli_prints_the_table_and_writes_the_png(runs, tmp_path, capsys):
