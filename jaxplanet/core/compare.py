@@ -12,6 +12,7 @@ drawn against env steps, with the random line of the runs that log one.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,16 @@ from matplotlib.figure import Figure
 
 from jaxplanet.core import plot
 
-__all__ = ["comparison_figure", "group_runs", "summary_rows", "write_comparison"]
+__all__ = [
+    "MAX_LABEL_FIELDS",
+    "comparison_figure",
+    "group_runs",
+    "summary_rows",
+    "write_comparison",
+]
+
+#: A group's label names at most this many of the fields in which the groups differ.
+MAX_LABEL_FIELDS = 3
 
 
 def group_runs(runs: Sequence[plot.Run]) -> dict[str, list[plot.Run]]:
@@ -34,13 +44,18 @@ def group_runs(runs: Sequence[plot.Run]) -> dict[str, list[plot.Run]]:
       ``field=value`` (the first group's fields too), or the env name when there is one group.
 
     Raises:
-      ValueError: a run without ``config.json`` (it cannot be grouped), or no runs.
+      ValueError: no runs, a run without ``config.json`` (it cannot be grouped), or runs of
+        different tasks (their returns are on different scales).
     """
     if not runs:
         raise ValueError("no runs to compare")
     missing = [run.name for run in runs if not run.config]
     if missing:
         raise ValueError(f"runs without config.json cannot be grouped: {', '.join(missing)}")
+    tasks = {run.env: run.name for run in runs}
+    if len(tasks) > 1:
+        shown = ", ".join(f"{name} ({env})" for env, name in tasks.items())
+        raise ValueError(f"runs of different tasks are not compared on one scale: {shown}")
     configs: list[dict] = []
     members: list[list[plot.Run]] = []
     for run in runs:
@@ -56,7 +71,9 @@ def group_runs(runs: Sequence[plot.Run]) -> dict[str, list[plot.Run]]:
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     labels = []
     for fields, group in zip(configs, members, strict=True):
-        shown = ", ".join(f"{k}={fields.get(k)}" for k in differing)
+        shown = ", ".join(f"{k}={fields.get(k)}" for k in differing[:MAX_LABEL_FIELDS])
+        if len(differing) > MAX_LABEL_FIELDS:
+            shown += f" (+{len(differing) - MAX_LABEL_FIELDS} more)"
         labels.append(shown or group[0].env or group[0].name)
     return dict(zip(labels, members, strict=True))
 
@@ -110,7 +127,10 @@ def comparison_figure(
             curves = [(run.name, *plot.series(run.rows, key)) for run in runs]
             curves = [c for c in curves if c[1].size]
             if not curves:
-                raise ValueError(f"group {label!r}: no run logged {key!r}")
+                logged = sorted({k for run in runs for row in run.rows for k in row} - {"step"})
+                close = difflib.get_close_matches(key, logged, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"group {label!r}: no run logged {key!r}{hint}")
             seen += [y for _, _, y in curves]
             plot.draw_curves(ax, curves, key, f"C{i % 10}", label=label)
         if k == 0:

@@ -89,6 +89,21 @@ def test_run_without_config_and_missing_key_are_clear_errors(runs, tmp_path):
     groups = compare.group_runs([plot.load_run(p) for p in runs[:2]])
     with pytest.raises(ValueError, match="no run logged 'train_return'"):
         compare.comparison_figure(groups, ["train_return"])
+    with pytest.raises(ValueError, match="did you mean eval_return"):
+        compare.comparison_figure(groups, ["eval_retrun"])
+
+
+def test_runs_of_different_tasks_are_refused_and_long_labels_cut(tmp_path):
+    a = _run(tmp_path / "a", 0, "solar", [-9.0])
+    b = _run(tmp_path / "b", 0, "solar", [-9.0])
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "env": "reacher_solar"}))
+    with pytest.raises(ValueError, match=r"different tasks .*a \(nav2d\), b \(reacher_solar\)"):
+        compare.group_runs([plot.load_run(a), plot.load_run(b)])
+    extra = {"env": "nav2d", "horizon": 50, "rollouts": 20, "kl_step": 1.0, "latent": 6}
+    (b / "config.json").write_text(json.dumps({**config, **extra}))
+    labels = list(compare.group_runs([plot.load_run(a), plot.load_run(b)]))
+    assert labels[1] == "horizon=50, kl_step=1.0, latent=6 (+1 more)"
 
 
 def test_cli_prints_the_table_and_writes_the_png(runs, tmp_path, capsys):
