@@ -29,6 +29,8 @@ import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 from jax.scipy.special import digamma, multigammaln
 
+from jaxplanet.solar.lgssm import sym
+
 __all__ = [
     "MNIW",
     "NatParams",
@@ -85,17 +87,13 @@ class Stats(NamedTuple):
     N: jax.Array
 
 
-def _sym(x: jax.Array) -> jax.Array:
-    return 0.5 * (x + jnp.swapaxes(x, -1, -2))
-
-
 def _chol_inv(x: jax.Array) -> jax.Array:
-    chol = jnp.linalg.cholesky(_sym(x))
-    return _sym(cho_solve((chol, True), jnp.eye(x.shape[-1], dtype=x.dtype)))
+    chol = jnp.linalg.cholesky(sym(x))
+    return sym(cho_solve((chol, True), jnp.eye(x.shape[-1], dtype=x.dtype)))
 
 
 def _logdet(x: jax.Array) -> jax.Array:
-    chol = jnp.linalg.cholesky(_sym(x))
+    chol = jnp.linalg.cholesky(sym(x))
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
 
 
@@ -118,14 +116,14 @@ def to_natural(p: MNIW) -> NatParams:
     """MNIW -> natural parameters (A, B, C, d)."""
     A = _chol_inv(p.V)
     B = p.M @ A
-    return NatParams(A, B, _sym(p.Psi + B @ p.M.T), jnp.asarray(p.nu, A.dtype))
+    return NatParams(A, B, sym(p.Psi + B @ p.M.T), jnp.asarray(p.nu, A.dtype))
 
 
 def from_natural(eta: NatParams) -> MNIW:
     """Natural parameters -> MNIW (Cholesky solves; A must be positive definite)."""
     V = _chol_inv(eta.A)
     M = eta.B @ V
-    return MNIW(M, V, _sym(eta.C - M @ eta.B.T), eta.d)
+    return MNIW(M, V, sym(eta.C - M @ eta.B.T), eta.d)
 
 
 def transition_stats(x: jax.Array, y: jax.Array, weights: jax.Array | None = None) -> Stats:
@@ -153,7 +151,7 @@ def add_stats(eta: NatParams, stats: Stats, scale: float | jax.Array = 1.0) -> N
     return NatParams(
         eta.A + scale * stats.Sxx,
         eta.B + scale * stats.Syx,
-        _sym(eta.C + scale * stats.Syy),
+        sym(eta.C + scale * stats.Syy),
         eta.d + scale * stats.N,
     )
 
@@ -188,7 +186,7 @@ def svi_step(
     # the statistics are large): the weighted-variance identity of the convex combination.
     dq, dt = q.M - M, t.M - M
     Psi = (1.0 - rho) * (q.Psi + dq @ A_q @ dq.T) + rho * (t.Psi + dt @ A_t @ dt.T)
-    return MNIW(M, V, _sym(Psi), (1.0 - rho) * q.nu + rho * t.nu)
+    return MNIW(M, V, sym(Psi), (1.0 - rho) * q.nu + rho * t.nu)
 
 
 def posterior_stable(prior: MNIW, stats: Stats, scale: float | jax.Array = 1.0) -> MNIW:
@@ -203,8 +201,8 @@ def posterior_stable(prior: MNIW, stats: Stats, scale: float | jax.Array = 1.0) 
     M = (prior.M @ A0 + scale * stats.Syx) @ V
     d = prior.M - M
     resid = stats.Syy - stats.Syx @ M.T - M @ stats.Syx.T + M @ stats.Sxx @ M.T
-    Psi = prior.Psi + d @ A0 @ d.T + scale * _sym(resid)
-    return MNIW(M, V, _sym(Psi), prior.nu + scale * stats.N)
+    Psi = prior.Psi + d @ A0 @ d.T + scale * sym(resid)
+    return MNIW(M, V, sym(Psi), prior.nu + scale * stats.N)
 
 
 class Expected(NamedTuple):
@@ -230,7 +228,7 @@ def expected(q: MNIW) -> Expected:
     n = q.Psi.shape[-1]
     sigma_inv = q.nu * _chol_inv(q.Psi)
     sigma_inv_f = sigma_inv @ q.M
-    ftf = _sym(n * q.V + q.M.T @ sigma_inv_f)
+    ftf = sym(n * q.V + q.M.T @ sigma_inv_f)
     i = jnp.arange(1, n + 1, dtype=q.Psi.dtype)
     logdet = _logdet(q.Psi) - n * jnp.log(2.0) - jnp.sum(digamma((q.nu - i + 1.0) / 2.0))
     return Expected(q.M, sigma_inv, sigma_inv_f, ftf, logdet)
