@@ -524,6 +524,14 @@ def _result_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         meaning = "within 2 std errors of random: no clear difference"
     versus = f"{c_mean / r_mean:.2f}x" if r_mean > 0 else f"difference {diff:+.2f}"
     rows.append(("C vs random", f"{versus}; {meaning}"))
+    if f"still_{key}_mean" in s:  # evaluate.json written before standing still was scored lacks it
+        rows.append(
+            (
+                "standing still",
+                f"{s[f'still_{key}_mean']:.2f} ± {s[f'still_{key}_std']:.2f} {unit} on C's "
+                "episodes (C = 0: a = 0, take_cover's stay)",
+            )
+        )
     if s.get("env") in PAPER_RESULTS:
         rows.append(("paper", PAPER_RESULTS[s["env"]]))
     return rows

@@ -931,3 +931,17 @@ def test_calibration_warns_on_mis_ranking_and_over_rating_only():
     report = wm_cal.calibration_report(names, 1000.0 - episodes, episodes)
     # Every one of the 6 pairs reversed, and both random policies over-rated (3.8x, 3.0x).
     assert report["spearman"] == pytest.approx(-1.0) and len(report["warnings"]) == 6 + 2
+
+
+def test_end_table_shows_standing_still_when_evaluate_scored_it():
+    s = {
+        "eval_return_mean": 18.0,
+        "eval_return_std": 14.0,
+        "eval_episodes": 64,
+        "random_return_mean": 12.0,
+        "random_return_std": 11.0,
+        "random_episodes": 64,
+    }
+    assert "standing still" not in dict(wm._result_rows(s))  # an evaluate.json from before
+    rows = dict(wm._result_rows({**s, "still_return_mean": 12.3, "still_return_std": 14.3}))
+    assert rows["standing still"].startswith("12.30 ± 14.30 return on C's episodes")
