@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -168,15 +167,4 @@ def write_comparison(
     keys = [key]
     if key == "eval_return" and all(plot.series(run.rows, "eval_success")[0].size for run in runs):
         keys.append("eval_success")
-    fig = comparison_figure(groups, keys)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=90)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out, summary_rows(groups, key)
+    return plot.save_png(comparison_figure(groups, keys), out_png), summary_rows(groups, key)

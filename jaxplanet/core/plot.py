@@ -68,6 +68,7 @@ __all__ = [
     "number",
     "reference_returns",
     "return_range",
+    "save_png",
     "series",
     "try_write_learning_curves",
     "write_learning_curves",
@@ -510,9 +511,14 @@ def write_learning_curves(
     if out_png is None:
         parent = Path(os.path.commonpath([p.resolve() for p in paths]))
         out_png = (paths[0] if len(paths) == 1 else parent) / DEFAULT_FILE
+    return save_png(learning_curves_figure(runs), out_png)
+
+
+def save_png(fig: Figure, out_png: str | os.PathLike) -> Path:
+    """Writes ``fig`` to ``out_png`` atomically (a temporary file renamed over it; its folder is
+    created); returns the path."""
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig = learning_curves_figure(runs)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as f:
