@@ -68,18 +68,20 @@ def group_runs(runs: Sequence[plot.Run]) -> dict[str, list[plot.Run]]:
             members.append([run])
     keys = sorted({k for c in configs for k in c})
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
-    labels = []
-    for fields, group in zip(configs, members, strict=True):
-        shown = ", ".join(f"{k}={fields.get(k)}" for k in differing[:MAX_LABEL_FIELDS])
-        if len(differing) > MAX_LABEL_FIELDS:
-            shown += f" (+{len(differing) - MAX_LABEL_FIELDS} more)"
-        labels.append(shown or group[0].env or group[0].name)
-    return dict(zip(labels, members, strict=True))
 
+    def labels(most: int) -> list[str]:
+        out = []
+        for fields, group in zip(configs, members, strict=True):
+            shown = ", ".join(f"{k}={fields.get(k)}" for k in differing[:most])
+            if len(differing) > most:
+                shown += f" (+{len(differing) - most} more)"
+            out.append(shown or group[0].env or group[0].name)
+        return out
 
-def _final(run: plot.Run, key: str) -> float:
-    _, ys = plot.series(run.rows, key)
-    return float(ys[-1]) if ys.size else float("nan")
+    short = labels(MAX_LABEL_FIELDS)
+    if len(set(short)) < len(short):  # groups that differ only beyond the first fields
+        short = labels(len(differing))
+    return dict(zip(short, members, strict=True))
 
 
 def summary_rows(groups: dict[str, list[plot.Run]], key: str = "eval_return") -> list[dict]:
@@ -87,10 +89,10 @@ def summary_rows(groups: dict[str, list[plot.Run]], key: str = "eval_return") ->
     of the mean of its last two, and the env steps of the last row (the largest over runs)."""
     rows = []
     for label, runs in groups.items():
-        last = np.array([_final(run, key) for run in runs])
-        last_two = []
+        last, last_two = [], []
         for run in runs:
             _, ys = plot.series(run.rows, key)
+            last.append(float(ys[-1]) if ys.size else float("nan"))
             last_two.append(float(np.mean(ys[-2:])) if ys.size else float("nan"))
         steps = max(max(plot.number(r.get("step")) for r in run.rows) for run in runs)
         rows.append(

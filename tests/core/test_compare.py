@@ -104,6 +104,12 @@ def test_runs_of_different_tasks_are_refused_and_long_labels_cut(tmp_path):
     (b / "config.json").write_text(json.dumps({**config, **extra}))
     labels = list(compare.group_runs([plot.load_run(a), plot.load_run(b)]))
     assert labels[1] == "horizon=50, kl_step=1.0, latent=6 (+1 more)"
+    # Groups alike in the first three fields keep every field in their labels, not merge.
+    c = _run(tmp_path / "c", 0, "solar", [-9.0])
+    (c / "config.json").write_text(json.dumps({**config, **extra, "rollouts": 40}))
+    groups = compare.group_runs([plot.load_run(d) for d in (a, b, c)])
+    assert len(groups) == 3
+    assert list(groups)[2] == "horizon=50, kl_step=1.0, latent=6, rollouts=40"
 
 
 def test_cli_prints_the_table_and_writes_the_png(runs, tmp_path, capsys):
