@@ -12,6 +12,7 @@ from jaxplanet.core import config as config_lib
 from jaxplanet.core import logging as logging_lib
 from jaxplanet.planet import agent
 from jaxplanet.planet import config as planet_config
+from tests.killed import Killed
 
 
 def _rows(logdir):
@@ -97,10 +98,6 @@ def test_resume_continues_exactly(full_run, tmp_path):
     summary = agent.train_and_evaluate(_cfg(episodes=6), tmp_path)  # episodes may grow
     assert summary["episodes"] == 6 and summary["env_steps"] == 240
     assert_same_rows(_rows(tmp_path), _rows(logdir))
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL / Ctrl-C at a chosen point of the loop."""
 
 
 def _kill_after_episode_file(monkeypatch):

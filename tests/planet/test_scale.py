@@ -17,6 +17,7 @@ from jaxplanet.core import logging as logging_lib
 from jaxplanet.core import replay, seeding
 from jaxplanet.planet import agent
 from jaxplanet.planet import config as planet_config
+from tests.killed import Killed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,10 +59,6 @@ def four_envs(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("n4")
     summary = agent.train_and_evaluate(_cfg(**N4), logdir, console_output=False)
     return logdir, summary
-
-
-class Killed(BaseException):
-    pass
 
 
 def test_num_envs_writes_n_episodes_per_round(four_envs):

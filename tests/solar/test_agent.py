@@ -16,6 +16,7 @@ from jaxplanet.solar import agent as solar
 from jaxplanet.solar import config as solar_config
 from jaxplanet.solar import eval as solar_eval
 from jaxplanet.solar import policy as solar_policy
+from tests.killed import Killed
 
 WALL_CLOCK = ("seconds",)
 
@@ -79,10 +80,6 @@ def test_more_iterations_continue_exactly(full_run, tmp_path):
     summary = solar.train_and_evaluate(_cfg(iterations=2), tmp_path)  # iterations may grow
     assert summary["episodes"] == full_run[1]["episodes"]
     assert_same_rows(_rows(tmp_path), _rows(logdir))
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL / Ctrl-C at a chosen point of the loop."""
 
 
 def _kill_after_episode_file(monkeypatch):
