@@ -128,7 +128,9 @@ def comparison_figure(
             curves = [(run.name, *plot.series(run.rows, key)) for run in runs]
             curves = [c for c in curves if c[1].size]
             if not curves:
-                logged = sorted({k for run in runs for row in run.rows for k in row} - {"step"})
+                logged = sorted(
+                    {name for run in runs for row in run.rows for name in row} - {"step"}
+                )
                 close = difflib.get_close_matches(key, logged, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise ValueError(f"group {label!r}: no run logged {key!r}{hint}")
@@ -137,17 +139,12 @@ def comparison_figure(
         if k == 0:
             low, high = plot.return_range(seen, {})
             span = max(high - low, 1e-6)
-            for label, value in plot.reference_returns(all_runs).items():
-                if label != "random":
-                    continue
-                if low - span <= value <= high + span:
-                    ax.axhline(value, color="0.3", ls="--", lw=1.0, label=label)
-                    low, high = min(low, value - 0.05 * span), max(high, value + 0.05 * span)
-                else:
-                    (line,) = ax.plot(
-                        [], [], color="0.3", ls="--", label=f"{label}: {value:.4g} (off scale)"
-                    )
-                    line.set_gid(f"offscale:{label}")
+            random = plot.reference_returns(all_runs).get("random")
+            if random is not None:
+                on_scale = low - span <= random <= high + span
+                plot.draw_reference(ax, "random", random, on_scale)
+                if on_scale:
+                    low, high = min(low, random - 0.05 * span), max(high, random + 0.05 * span)
             ax.set_ylim(low, high)
         ax.set_title(key)
         ax.set_xlabel("env steps")

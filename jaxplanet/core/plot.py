@@ -62,6 +62,7 @@ __all__ = [
     "check_same_config",
     "compared_fields",
     "draw_curves",
+    "draw_reference",
     "find_runs",
     "learning_curves_figure",
     "load_run",
@@ -331,6 +332,17 @@ def draw_curves(
         ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, lw=0)
 
 
+def draw_reference(ax, label: str, value: float, on_scale: bool, ls: str = "--") -> None:
+    """A grey horizontal reference line at ``value``; off the panel's scale, only a legend entry
+    naming its value (not drawn; gid ``offscale:<label>``)."""
+    style = dict(color="0.3", ls=ls, lw=1.0)
+    if on_scale:
+        ax.axhline(value, **style, label=label)
+    else:
+        (line,) = ax.plot([], [], **style, label=f"{label}: {value:.4g} (off scale)")
+        line.set_gid(f"offscale:{label}")
+
+
 def _by_generation(runs: Sequence[Run]) -> bool:
     """Whether the return panel is drawn over CMA-ES generations (World Models): every run's
     return keys lie at one ``step`` at most and its controller stage logged `_REAL_OF_MEAN`."""
@@ -426,13 +438,8 @@ def learning_curves_figure(runs: Sequence[Run]) -> Figure:
     refs = reference_returns(runs)
     low, high = return_range(seen, refs)
     for j, (label, value) in enumerate(refs.items()):
-        style = dict(color="0.3", ls=("--", ":", "-.")[j % 3], lw=1.0)
-        if low is not None and not low <= value <= high:
-            # off the runs' scale: named in the legend, not drawn (gid says so for tests)
-            (line,) = ax.plot([], [], **style, label=f"{label}: {value:g} (off scale)")
-            line.set_gid(f"offscale:{label}")
-        else:
-            ax.axhline(value, **style, label=label)
+        on_scale = low is None or low <= value <= high
+        draw_reference(ax, label, value, on_scale, ls=("--", ":", "-.")[j % 3])
     if low is not None:
         ax.set_ylim(low, high)
     if not return_keys and not by_generation:
