@@ -164,9 +164,7 @@ def host_policy(
 
     def fn(obs: np.ndarray, is_first: bool) -> np.ndarray:
         t = carry["t"]
-        if t == 0:
-            past[:] = [obs] * frames
-        past[:] = [obs, *past[:-1]]
+        past[:] = [obs] * frames if t == 0 else [obs, *past[:-1]]
         step_key = jax.random.fold_in(key, t)
         window = np.concatenate(past, axis=-1) if frames > 1 else obs
         u, carry["belief"] = fns["act"](
