@@ -162,6 +162,9 @@ def test_quick_takes_the_tasks_own_settings_and_the_banner_shows_only_the_flags(
     nav = solar_config.preset("quick")
     reacher = solar_config.preset("quick", "reacher_solar")
     assert (nav.env, nav.horizon, nav.model.latent) == ("nav2d", 30, 4)
+    # nav2d pretrains from anywhere in the arena; a task without random starts keeps its own.
+    assert nav.pretrain_random_start
+    assert not solar_config.preset("quick", "point_reach").pretrain_random_start
     assert (reacher.env, reacher.horizon, reacher.kl_step, reacher.model.latent) == (
         "reacher_solar",
         50,

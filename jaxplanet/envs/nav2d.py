@@ -2,7 +2,10 @@
 
 SOLAR (Zhang et al., ICML 2019, Sec. 6.1) evaluates on a 2-D point navigation task observed only
 through images: the agent moves a point towards a fixed goal and is charged the squared distance.
-Here (point_reach's renderer, so frames look alike across tasks):
+Here (point_reach's renderer, so frames look alike across tasks, with the discs combined by a
+per-channel maximum: where the agent covers the goal both stay visible, instead of the image
+changing abruptly as the agent disc hides the goal disc -- with SOLAR's quadratic latent cost
+that overlap put the cost's minimum beside the goal, docs/solar.md):
 
     pos_{t+1} = clip(pos_t + STEP * a_t, -1, 1),   a in [-1, 1]^2   (linear away from the walls)
     reward_t  = -|pos_{t+1} - GOAL|^2   (a cost, as LQR expects; summed over the action repeat)
@@ -84,14 +87,15 @@ def reached_goal(rewards: Any, action_repeat: int = 1) -> bool:
 
 
 def render(state: Nav2DState) -> jax.Array:
-    """uint8 [64, 64, 3]: the agent disc and the goal disc (point_reach's renderer)."""
+    """uint8 [64, 64, 3]: the agent disc and the goal disc (point_reach's renderer), each colour
+    channel keeping its maximum so the goal stays visible under the agent (module docstring)."""
     scene = point_reach.PointReachState(
         pos=state.pos,
         vel=jnp.zeros_like(state.pos),
         target=jnp.asarray(GOAL, jnp.float32),
         t=state.t,
     )
-    return point_reach.render(scene)
+    return point_reach.render(scene, blend="max")
 
 
 def make(action_repeat: int = 1, episode_length: int = 50, random_start: bool = False) -> JaxEnv:

@@ -118,8 +118,14 @@ def _to_pixels(xy: jax.Array) -> jax.Array:
     return jnp.stack([row, col])
 
 
-def render(state: PointReachState) -> jax.Array:
-    """Draws the scene. Returns uint8 [64, 64, 3] (vmap for batches)."""
+def render(state: PointReachState, blend: str = "over") -> jax.Array:
+    """Draws the scene. Returns uint8 [64, 64, 3] (vmap for batches).
+
+    ``blend``: "over" paints the agent disc over the target disc; "max" keeps each colour
+    channel's maximum, so the target stays visible under the agent (nav2d's drawing).
+    """
+    if blend not in ("over", "max"):
+        raise ValueError(f"blend must be 'over' or 'max', got {blend!r}")
     scale = SIZE / (2.0 * (1.0 + _MARGIN))
     idx = jnp.arange(SIZE, dtype=jnp.float32)
     rows, cols = idx[:, None], idx[None, :]
@@ -133,7 +139,8 @@ def render(state: PointReachState) -> jax.Array:
         (state.pos, AGENT_RADIUS, AGENT_COLOUR),
     ):
         alpha = _disc_alpha(rows, cols, _to_pixels(centre), radius * scale)
-        img = (1.0 - alpha) * img + alpha * jnp.array(colour, jnp.float32)
+        drawn = (1.0 - alpha) * img + alpha * jnp.array(colour, jnp.float32)
+        img = drawn if blend == "over" else jnp.maximum(img, drawn)
     return jnp.round(img).astype(jnp.uint8)
 
 

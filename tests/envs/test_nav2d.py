@@ -3,9 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxplanet import envs
-from jaxplanet.envs import nav2d
+from jaxplanet.envs import nav2d, point_reach
 
 
 def test_reset_step_shapes_and_linear_dynamics():
@@ -71,3 +72,24 @@ def test_random_start_covers_the_arena_and_the_task_start_stays_narrow():
         for sy in (-1, 1):
             assert np.sum((np.sign(spread[:, 0]) == sx) & (np.sign(spread[:, 1]) == sy)) > 32
     assert envs.make_jax("nav2d", random_start=True).spec.action_dim == 2
+
+
+def test_the_goal_stays_visible_under_the_agent():
+    # The agent disc on the goal: nav2d keeps each channel's maximum, so the goal's green shows
+    # through; point_reach's default paints the agent over it.
+    state = nav2d.Nav2DState(jnp.asarray(nav2d.GOAL, jnp.float32), jnp.int32(0))
+    frame = np.asarray(nav2d.render(state)).astype(int)
+    goal_px = np.argwhere(frame[..., 1] == point_reach.TARGET_COLOUR[1])
+    scene = point_reach.PointReachState(
+        state.pos, jnp.zeros(2), jnp.asarray(nav2d.GOAL, jnp.float32), state.t
+    )
+    over = np.asarray(point_reach.render(scene)).astype(int)
+    centre = tuple(np.round(goal_px.mean(0)).astype(int))
+    assert tuple(frame[centre]) == (
+        point_reach.AGENT_COLOUR[0],
+        point_reach.TARGET_COLOUR[1],
+        max(point_reach.AGENT_COLOUR[2], point_reach.TARGET_COLOUR[2]),
+    )
+    assert tuple(over[centre]) == point_reach.AGENT_COLOUR
+    with pytest.raises(ValueError, match="blend"):
+        point_reach.render(scene, blend="add")
