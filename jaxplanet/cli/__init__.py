@@ -156,6 +156,46 @@ def add_run_flags(
         )
 
 
+def run_parser(
+    prog: str, doc: str, presets: Sequence[str], env_help: str, logdir_default: str, **kwargs: Any
+) -> Parser:
+    """A command's parser: its description (the first paragraph of ``doc``) and `add_run_flags`;
+    ``kwargs`` go to the parser (``usage``, ``epilog``)."""
+    parser = Parser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+    add_run_flags(parser, presets, env_help, logdir_default)
+    return parser
+
+
+def parse_run_args(
+    parser: argparse.ArgumentParser,
+    defaults: Any,
+    argv: Sequence[str] | None,
+    sections: dict[str, tuple[str, ...]] | None = None,
+    presets: dict[str, Any] | None = None,
+) -> tuple[argparse.Namespace, dict[str, str]]:
+    """Adds the config ``defaults``' field flags (`field_flags`), parses ``argv`` and returns the
+    namespace and the config-field overrides as strings (`config_overrides`)."""
+    names = field_flags(parser, defaults, sections, presets)
+    args = parser.parse_args(argv)
+    return args, config_overrides(args, names)
+
+
+def check_run_args(args: argparse.Namespace) -> None:
+    """Refuses (`config.ConfigError`) a ``--logdir`` that is a file (`check_logdir`) and
+    ``--mode=eval`` without a ``--logdir``."""
+    from jaxplanet.core import config as config_lib
+
+    if args.logdir:
+        check_logdir(args.logdir)
+    if args.mode == "eval" and not args.logdir:
+        raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
+
+
 def check_logdir(logdir: str) -> None:
     """Refuses (`config.ConfigError`) a ``--logdir`` that is a file or lies under a file."""
     from jaxplanet.core import config as config_lib

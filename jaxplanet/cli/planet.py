@@ -77,28 +77,18 @@ def parse_args(
     """Parse flags; returns the namespace and the config-field overrides as strings."""
     from jaxplanet.planet import config as planet_config
 
-    parser = cli.Parser(
-        prog=prog,
-        usage="%(prog)s [--env ENV] [--preset {paper,quick,tiny}] [--logdir DIR] "
-        "[--mode {train,eval}] [--seed N] [--<field>=VALUE ...]",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cli.add_run_flags(
-        parser,
+    parser = cli.run_parser(
+        prog,
+        __doc__,
         planet_config.PRESETS,
         "task name; see --list_envs (default: walker_walk)",
         "runs/<env>-<preset>-s<seed>",
+        usage="%(prog)s [--env ENV] [--preset {paper,quick,tiny}] [--logdir DIR] "
+        "[--mode {train,eval}] [--seed N] [--<field>=VALUE ...]",
+        epilog=EXAMPLES,
     )
-    names = cli.field_flags(
-        parser,
-        planet_config.paper(),
-        SECTIONS,
-        {"quick": planet_config.quick(), "tiny": planet_config.tiny()},
-    )
-    args = parser.parse_args(argv)
-    return args, cli.config_overrides(args, names)
+    shown = {"quick": planet_config.quick(), "tiny": planet_config.tiny()}
+    return cli.parse_run_args(parser, planet_config.paper(), argv, SECTIONS, shown)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> int:
@@ -115,11 +105,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> i
         return 0
 
     def run() -> None:
-        if args.logdir:
-            check_logdir(args.logdir)
+        cli.check_run_args(args)
         if args.mode == "eval":
-            if not args.logdir:
-                raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             print(cli.summary_line(planet.evaluate_run(args.logdir, overrides)))
             return
         base, preset = cli.base_config(

@@ -34,20 +34,14 @@ def parse_args(
     """Parse flags; returns the namespace and the config-field overrides as strings."""
     from jaxplanet.solar import config as solar_config
 
-    parser = cli.Parser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cli.add_run_flags(
-        parser,
+    parser = cli.run_parser(
+        prog,
+        __doc__,
         solar_config.PRESETS,
         "task name; see --list_envs (default: reacher_easy)",
         "runs/solar-<env>-<preset>-s<seed>",
     )
-    names = cli.field_flags(parser, solar_config.paper())
-    args = parser.parse_args(argv)
-    return args, cli.config_overrides(args, names)
+    return cli.parse_run_args(parser, solar_config.paper(), argv)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> int:
@@ -64,11 +58,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-solar") -> in
         return 0
 
     def run() -> None:
-        if args.logdir:
-            cli.check_logdir(args.logdir)
+        cli.check_run_args(args)
         if args.mode == "eval":
-            if not args.logdir:
-                raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             summary = solar.evaluate_run(args.logdir, overrides)
             title = f"SOLAR evaluation finished: {summary['directory']}"
         else:

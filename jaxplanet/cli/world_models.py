@@ -37,13 +37,9 @@ def parse_args(
     from jaxplanet.worldmodels import agent as world_models
     from jaxplanet.worldmodels import config as world_models_config
 
-    parser = cli.Parser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cli.add_run_flags(
-        parser,
+    parser = cli.run_parser(
+        prog,
+        __doc__,
         world_models_config.PRESETS,
         "doom_take_cover, car_racing or point_reach",
         "runs/wm-<env>-<preset>-s<seed>",
@@ -54,9 +50,7 @@ def parse_args(
         choices=("all", *world_models.STAGES),
         help="which stages to run with --mode=train (default: all)",
     )
-    names = cli.field_flags(parser, world_models_config.paper())
-    args = parser.parse_args(argv)
-    return args, cli.config_overrides(args, names)
+    return cli.parse_run_args(parser, world_models_config.paper(), argv)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models") -> int:
@@ -73,11 +67,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models"
         return 0
 
     def run() -> None:
-        if args.logdir:
-            cli.check_logdir(args.logdir)
+        cli.check_run_args(args)
         if args.mode == "eval":
-            if not args.logdir:
-                raise config_lib.ConfigError("--logdir: --mode=eval needs the run directory")
             if args.stage != "all":
                 raise config_lib.ConfigError("--stage: --mode=eval runs no stage")
             summary = world_models.evaluate_run(args.logdir, overrides)
