@@ -162,6 +162,9 @@ def quick() -> SolarConfig:
     this budget and no evaluation episode reaches the goal (docs/solar.md). The pretraining
     rollouts start anywhere in the arena (the released code's random_start): from the task's
     starts alone the model never sees the far side of the goal, and its cost there is wrong.
+    The KL step multiplier stays <= 1 (as for the reacher): with the bound at 10 x it is
+    inactive, eta falls to its floor and the policy covariance, eta Q_uu^-1, collapses in one
+    update, after which the KL to the old policy pins the policy's mean.
     """
     return SolarConfig(
         env="nav2d",
@@ -175,6 +178,7 @@ def quick() -> SolarConfig:
         model_steps=15,
         batch_size=8,
         action_cost=0.1,
+        max_step_mult=1.0,
         eval_episodes=10,
         progress=False,
         model=ModelConfig(
