@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -414,16 +413,17 @@ def _logged_returns(logdir: Path) -> dict[str, Any]:
 
 def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int) -> str:
     """The start-of-run block: what runs, on what, and where its outputs go."""
+    from jaxplanet.planet import config as planet_config
+
     spec, host = run.spec, replay_device(cfg) is not None
-    warnings = []
-    if jax.default_backend() == "cpu" and cfg.model.deter >= 200 and cfg.episodes >= 500:
-        warnings.append(
-            "these are GPU/TPU-sized settings: on a CPU one training episode takes minutes "
-            "(about 15 min on 2 cores at the paper size) and the run takes days; "
-            "--preset=quick is sized for a CPU"
-        )
+    gpu_sized = cfg.model.deter >= 200 and cfg.episodes >= 500
+    cost = (
+        "on a CPU one training episode takes minutes (about 15 min on 2 cores at the paper "
+        "size) and the run takes days"
+    )
+    warnings = console.gpu_sized_warning(cost) if gpu_sized else []
     rows = [
-        ("preset", _preset_line(cfg, preset)),
+        ("preset", console.preset_line(cfg, preset, planet_config.PRESETS)),
         (
             "env",
             f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
@@ -464,15 +464,6 @@ def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int)
             ),
         )
     return console.banner(f"PlaNet on {spec.name}", rows, warnings) + "\n" + describe(cfg)
-
-
-def _preset_line(cfg: PlanetConfig, preset: str) -> str:
-    from jaxplanet.planet import config as planet_config
-
-    if preset not in planet_config.PRESETS:
-        return "the run directory's saved config" if preset == "saved" else "custom config"
-    changed = config_summary(cfg, preset)
-    return preset + (f", changed: {changed}" if changed != f"{preset} settings" else "")
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -971,18 +962,6 @@ def _evaluate_checkpoint(
         "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)),
     }
-
-
-def config_summary(cfg: PlanetConfig, preset: str = "paper") -> str:
-    """Fields that differ from ``preset`` (paper by default), comma-separated."""
-    from jaxplanet.planet import config as planet_config
-
-    base = planet_config.preset(preset) if preset in planet_config.PRESETS else PlanetConfig()
-    base = dataclasses.replace(base, env=cfg.env, seed=cfg.seed)
-    default = config_lib.flatten(config_lib.to_dict(base))
-    current = config_lib.flatten(config_lib.to_dict(cfg))
-    changed = ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v)
-    return changed or f"{preset} settings" if preset else changed or "defaults"
 
 
 def describe(cfg: PlanetConfig) -> str:

@@ -82,7 +82,6 @@ def test_stuck_main_thread_is_stopped_after_the_grace_period():
 def test_preset_line_names_the_fields_changed_from_the_preset():
     import dataclasses
 
-    from jaxplanet.planet import agent as planet
     from jaxplanet.planet import config as planet_config
 
     tiny = planet_config.tiny()
@@ -96,9 +95,6 @@ def test_preset_line_names_the_fields_changed_from_the_preset():
     )
     assert console.preset_line(tiny, "saved", presets) == "the run directory's saved config"
     assert console.preset_line(tiny, "", presets) == "custom config"
-    if hasattr(planet, "_preset_line"):  # PlaNet's banner row, which this one reproduces
-        for cfg, name in ((changed, "tiny"), (tiny, "saved"), (planet_config.quick(), "tiny")):
-            assert console.preset_line(cfg, name, presets) == planet._preset_line(cfg, name)
 
 
 def test_gpu_sized_warning_only_on_a_cpu():
