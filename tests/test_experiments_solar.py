@@ -165,6 +165,9 @@ def test_quick_takes_the_tasks_own_settings_and_the_banner_shows_only_the_flags(
     # nav2d pretrains from anywhere in the arena; a task without random starts keeps its own.
     assert nav.pretrain_random_start
     assert not solar_config.preset("quick", "point_reach").pretrain_random_start
+    nav_banner = solar.banner(nav, "runs/x", "quick", backend="cpu")
+    assert "model steps, from random starts\n" in nav_banner
+    assert "x step_mult (0.1-1) per iteration" in nav_banner
     assert (reacher.env, reacher.horizon, reacher.kl_step, reacher.model.latent) == (
         "reacher_solar",
         50,

@@ -284,7 +284,8 @@ def banner(
     if cfg.policy == "lqr_flm":
         policy = (
             f"LQR-FLM: time-varying linear-Gaussian, KL bound {cfg.kl_step:g} x {cfg.horizon} x "
-            f"step_mult per iteration; local dynamics by EM ({cfg.em_iterations} iterations)"
+            f"step_mult ({cfg.min_step_mult:g}-{cfg.max_step_mult:g}) per iteration; local "
+            f"dynamics by EM ({cfg.em_iterations} iterations)"
         )
     else:
         p = cfg.mpc
@@ -322,7 +323,8 @@ def banner(
                 if cfg.pretrain_action_hold > 1
                 else ""
             )
-            + f"), {cfg.pretrain_steps:,} model steps",
+            + f"), {cfg.pretrain_steps:,} model steps"
+            + (", from random starts" if cfg.pretrain_random_start else ""),
         ),
         (
             "iterations",
