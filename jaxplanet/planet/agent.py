@@ -49,7 +49,7 @@ from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
 from jaxplanet.planet import acting, rssm, scale, seeds
-from jaxplanet.planet.config import RESUMABLE_FIELDS, PlanetConfig
+from jaxplanet.planet.config import PRESETS, RESUMABLE_FIELDS, PlanetConfig
 
 # Independent random streams, folded into the run key with the episode index.
 _TRAIN, _COLLECT, _EVAL, _INIT = 0, 1, 2, 3
@@ -413,8 +413,6 @@ def _logged_returns(logdir: Path) -> dict[str, Any]:
 
 def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int) -> str:
     """The start-of-run block: what runs, on what, and where its outputs go."""
-    from jaxplanet.planet import config as planet_config
-
     spec, host = run.spec, replay_device(cfg) is not None
     gpu_sized = cfg.model.deter >= 200 and cfg.episodes >= 500
     cost = (
@@ -423,7 +421,7 @@ def banner(cfg: PlanetConfig, run: Run, preset: str, capacity: int, nbytes: int)
     )
     warnings = console.gpu_sized_warning(cost) if gpu_sized else []
     rows = [
-        ("preset", console.preset_line(cfg, preset, planet_config.PRESETS)),
+        ("preset", console.preset_line(cfg, preset, PRESETS)),
         (
             "env",
             f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "

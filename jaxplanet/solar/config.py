@@ -249,14 +249,14 @@ QUICK_TASKS: dict[str, dict[str, Any]] = {
 
 def preset(name: str, env: str | None = None) -> SolarConfig:
     """Config of a named preset for task ``env`` (default: the preset's own task); ``quick``
-    takes the task's `QUICK_TASKS` settings (its random-start pretraining is nav2d's; other
-    tasks keep their own starts unless `QUICK_TASKS` says so). Unknown names list the valid
-    ones."""
+    takes the task's `QUICK_TASKS` settings (its random-start pretraining is for its own task,
+    nav2d; other tasks keep their own starts unless `QUICK_TASKS` says so). Unknown names
+    list the valid ones."""
     cfg = config_lib.from_preset(PRESETS, name)
-    if env is None:
+    if env is None or env == cfg.env:
         return cfg
     cfg = dataclasses.replace(cfg, env=env)
-    if name == "quick" and env != "nav2d":
+    if name == "quick":
         cfg = config_lib.replace(
             cfg, **{"pretrain_random_start": False, **QUICK_TASKS.get(env, {})}
         )
