@@ -118,8 +118,13 @@ class SolarConfig:
                 raise config_lib.ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 < self.kl_start <= 1:
             raise config_lib.ConfigError("--kl_start: must be in (0, 1]")
-        if not 0 < self.min_step_mult <= self.max_step_mult:
-            raise config_lib.ConfigError("--min_step_mult: must be in (0, max_step_mult]")
+        if self.min_step_mult <= 0:
+            raise config_lib.ConfigError(f"--min_step_mult: must be > 0, got {self.min_step_mult}")
+        if self.max_step_mult < self.min_step_mult:
+            raise config_lib.ConfigError(
+                f"--max_step_mult: must be >= --min_step_mult ({self.min_step_mult:g}), "
+                f"got {self.max_step_mult:g}"
+            )
         if self.cost_fit_lr <= 0:
             raise config_lib.ConfigError("--cost_fit_lr: must be > 0")
         if self.action_cost <= 0 and self.policy == "lqr_flm":

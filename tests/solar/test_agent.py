@@ -235,3 +235,16 @@ def test_canvas_starts_at_the_mean_pretraining_frame(tmp_path):
     mean = np.clip(frames.astype(np.float32).mean(0) / 255, 1e-3, 1 - 1e-3)
     canvas = np.asarray(run["train"].params["dec"]["canvas"])
     np.testing.assert_allclose(1 / (1 + np.exp(-canvas)), mean, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"max_step_mult": 0.01}, r"--max_step_mult: must be >= --min_step_mult \(0.1\), got 0.01"),
+        ({"min_step_mult": 0.0}, r"--min_step_mult: must be > 0, got 0.0"),
+    ],
+)
+def test_step_mult_bounds_name_the_flag_given(fields, match):
+    with pytest.raises(config_lib.ConfigError, match=match):
+        dataclasses.replace(_cfg(), **fields).validate()
+    dataclasses.replace(_cfg(), min_step_mult=0.5, max_step_mult=0.5).validate()  # equal: fine
