@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-world-models"
         else:
             base, preset = cli.base_config(
                 world_models_config.WorldModelsConfig,
-                world_models_config.preset,
+                lambda name: world_models_config.preset(name, overrides.get("env")),
                 args.logdir,
                 args.preset,
             )

@@ -369,7 +369,9 @@ def banner(
     if done:
         stages += f" (done already: {', '.join(done)})"
     held = (
-        f"each action held 1..{r.random_hold_max} steps"
+        "a C with random Cauchy weights on the untrained V and M, as released: it drives"
+        if r.random_policy == "weights"
+        else f"each action held 1..{r.random_hold_max} steps"
         if r.random_hold_max
         else ("a new action every step" if r.random_hold == 1 else f"held {r.random_hold} steps")
     )
@@ -402,7 +404,17 @@ def banner(
     else:
         rounds = "1 (one pass on the random rollouts)"
     rows = [
-        ("preset", console.preset_line(cfg, preset, world_models_config.PRESETS)),
+        (
+            "preset",
+            console.preset_line(
+                cfg,
+                preset,
+                {
+                    p: lambda p=p: world_models_config.preset(p, cfg.env)
+                    for p in world_models_config.PRESETS
+                },
+            ),
+        ),
         ("env", f"{env}; score: {measure}"),
         ("devices", console.devices_line()),
         ("stages", stages),

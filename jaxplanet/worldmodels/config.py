@@ -30,6 +30,7 @@ from jaxplanet.worldmodels.vae import VAEConfig
 __all__ = [
     "ENV_SETTINGS",
     "PRESETS",
+    "QUICK_TASKS",
     "RESUMABLE_FIELDS",
     "Resolved",
     "WorldModelsConfig",
@@ -54,6 +55,9 @@ def _field(default: Any, help: str) -> Any:
 #: c_input / c_bias: C's inputs and bias (`doomrnn/config.py`: 64 + 2 * 512 inputs, no bias).
 #: random_hold_max / min_random_length: `doomrnn/extract.py` holds each random action 1..10 steps
 #: and keeps episodes of more than 100 frames. terminal_obs: ViZDoom's last observation is blank.
+#: random_policy: `carracing/extract.py` collects with a randomly weighted C that drives (uniform
+#: actions brake half the time, and the car barely leaves the start), `doomrnn/extract.py` with
+#: uniform actions.
 ENV_SETTINGS: dict[str, dict[str, Any]] = {
     "car_racing": dict(
         z_dim=32,
@@ -73,6 +77,7 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         mdn_seq_len=999,
         c_input="zh",
         c_bias=True,
+        random_policy="weights",
     ),
     "doom_take_cover": dict(
         z_dim=64,
@@ -92,6 +97,7 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         mdn_seq_len=500,
         c_input="zch",
         c_bias=False,
+        random_policy="uniform",
     ),
     "point_reach": dict(
         z_dim=32,
@@ -111,6 +117,7 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
         mdn_seq_len=500,
         c_input="zh",
         c_bias=True,
+        random_policy="uniform",
     ),
 }
 
@@ -137,6 +144,14 @@ class WorldModelsConfig:
         0,
         "random rollouts of at most N agent steps are dropped and collected again with a new "
         "seed (released Doom: 100); 0 = keep all; -1 = task default (Doom 100, else 0)",
+    )
+    random_policy: Literal["auto", "uniform", "weights"] = _field(
+        "uniform",
+        "the collect stage's policy on host tasks: uniform = uniform actions (held as "
+        "random_hold / random_hold_max say); weights = the released CarRacing data policy, per "
+        "episode a C with Cauchy(0, s) weights, s ~ U(0, 0.01), on [z, h] of V and M at their "
+        "random initialisation (it drives: steer ~ 0, gas ~ 0.5); auto: CarRacing weights, else "
+        "uniform",
     )
     terminal_obs: Literal["auto", "keep", "mask"] = _field(
         "keep",
@@ -317,6 +332,7 @@ class Resolved:
     min_random_length: int = 0
     mask_terminal: bool = False
     iterations: int = 1
+    random_policy: str = "uniform"
 
 
 def resolved(cfg: WorldModelsConfig) -> Resolved:
@@ -359,6 +375,7 @@ def resolved(cfg: WorldModelsConfig) -> Resolved:
         mask_terminal=(s["terminal_obs"] if cfg.terminal_obs == "auto" else cfg.terminal_obs)
         == "mask",
         iterations=cfg.iterations if in_dream else 1,  # the rounds refine a dream
+        random_policy=s["random_policy"] if cfg.random_policy == "auto" else cfg.random_policy,
     )
 
 
@@ -387,6 +404,7 @@ _RELEASED = dict(
     min_random_length=-1,
     terminal_obs="auto",
     mdn_batches="streams",
+    random_policy="auto",
 )
 _RELEASED_MDN = dict(grad_clip_mode="value", lr_decay=0.0, forget_bias=1.0)
 
@@ -489,7 +507,28 @@ def tiny() -> WorldModelsConfig:
 
 PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
 
+#: What ``quick`` changes for a task beyond its own (Doom's) sizes. CarRacing's C evolves in the
+#: real game, as released: 1,000-step episodes at ~120 steps/s per core with rendering, so
+#: quick's 32 x 8 candidates per generation would take ~18 min a generation on 2 cores; here
+#: 16 candidates x 1 episode (~1 min) for 24 generations, on 100 driving rollouts (~7 min).
+QUICK_TASKS: dict[str, dict[str, Any]] = {
+    "car_racing": dict(
+        rollouts=100,
+        population=16,
+        rollouts_per_candidate=1,
+        generations=24,
+        eval_every=8,
+    ),
+}
 
-def preset(name: str) -> WorldModelsConfig:
-    """Config of a named preset; unknown names list the valid ones."""
-    return config_lib.from_preset(PRESETS, name)
+
+def preset(name: str, env: str | None = None) -> WorldModelsConfig:
+    """Config of a named preset for task ``env`` (default: the preset's own task); ``quick``
+    takes the task's `QUICK_TASKS` settings. Unknown names list the valid ones."""
+    cfg = config_lib.from_preset(PRESETS, name)
+    if env is None or env == cfg.env:
+        return cfg
+    cfg = dataclasses.replace(cfg, env=env)
+    if name == "quick":
+        cfg = dataclasses.replace(cfg, **QUICK_TASKS.get(env, {}))
+    return cfg

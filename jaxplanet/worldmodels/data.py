@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxplanet import envs
+from jaxplanet.core import logging as logging_lib
 from jaxplanet.core import resume
 from jaxplanet.envs.vector import WorkerDiedError
 from jaxplanet.worldmodels import dream, mdn_rnn, vae
@@ -36,6 +37,7 @@ from jaxplanet.worldmodels.run import (
     ControllerPolicy,
     MissingInputError,
     RandomPolicy,
+    RandomWeightsPolicy,
     Run,
 )
 
@@ -110,7 +112,8 @@ def load_rollouts(
 
 def collect(run: Run) -> dict[str, Any]:
     """The collect stage: `cfg.rollouts` random rollouts (uniform actions in [-1, 1]^A held
-    `random_hold` steps or k ~ U{1..random_hold_max}, then the action map); only missing
+    `random_hold` steps or k ~ U{1..random_hold_max}, then the action map; on a host task with
+    ``random_policy="weights"``, `RandomWeightsPolicy`'s randomly weighted C); only missing
     indices are collected. Host episodes of at most `min_random_length` steps are dropped and
     collected again with the index's next seed."""
     directory = run.logdir / "rollouts"
@@ -144,6 +147,9 @@ def collect_with_controller(run: Run, round: int, params: Any, flat: Any, unflat
     noise = run.cfg.iteration_noise
     print(f"iterate: round {round}: {len(missing)} rollouts of C (noise {noise}) -> {directory}")
     size = max(16, 4 * run.cfg.workers)
+    bar = logging_lib.progress(
+        len(missing), f"round {round} collect", unit="episode", disable=not run.cfg.progress
+    )
     for c0 in range(lo, hi, size):
         # The whole chunk is played again for any missing file (only those are written): the
         # same batch gives the same numbers (XLA's results may differ with the batch size).
@@ -170,10 +176,12 @@ def collect_with_controller(run: Run, round: int, params: Any, flat: Any, unflat
             policy = ControllerPolicy(
                 run, params, flats, unflatten, run.key(ITERATE, c0), noise=noise
             )
-            eps = run.host_episodes(seeds, policy, True, f"round {round} collect")
+            eps = run.host_episodes(seeds, policy, True, f"round {round} collect", progress=False)
         for i, ep in zip(ids, eps, strict=True):
             if i in missing:
                 save_rollout(directory, i, ep)
+                bar.update(1)
+    bar.close()
     return len(missing)
 
 
@@ -213,13 +221,19 @@ def _collect_host(run: Run, directory: Path, missing: list[int]) -> int:
     """Collects host rollouts ``missing`` in chunks (each saved as it ends); returns how many
     episodes were dropped as too short."""
     dropped, size = 0, max(16, 4 * run.cfg.workers)
+    bar = logging_lib.progress(
+        len(missing), "collect", unit="episode", disable=not run.cfg.progress
+    )
     for start in range(0, len(missing), size):
         attempts = dict.fromkeys(missing[start : start + size], 0)
         while attempts:
             ids = list(attempts)
             seeds = [attempt_seed(run, i, attempts[i]) for i in ids]
             try:
-                eps = run.host_episodes(seeds, RandomPolicy(run, seeds), True, "collect")
+                policy = (
+                    RandomWeightsPolicy if run.r.random_policy == "weights" else RandomPolicy
+                )(run, seeds)
+                eps = run.host_episodes(seeds, policy, True, "collect", progress=False)
             except WorkerDiedError as err:
                 if err.seed in seeds:
                     err.add_note(f"collect: that is rollout {ids[seeds.index(err.seed)]}")
@@ -228,6 +242,7 @@ def _collect_host(run: Run, directory: Path, missing: list[int]) -> int:
                 if ep["length"] > run.r.min_random_length:
                     save_rollout(directory, i, ep)
                     del attempts[i]
+                    bar.update(1)
                     continue
                 dropped, attempts[i] = dropped + 1, attempts[i] + 1
                 if attempts[i] == MAX_ATTEMPTS:
@@ -235,6 +250,7 @@ def _collect_host(run: Run, directory: Path, missing: list[int]) -> int:
                         f"collect: rollout {i}: {MAX_ATTEMPTS} episodes in a row ended within "
                         f"{run.r.min_random_length} steps; lower --min_random_length"
                     )
+    bar.close()
     return dropped
 
 

@@ -24,7 +24,7 @@ from jaxplanet.core import checkpoint, resume, seeding
 from jaxplanet.core import config as config_lib
 from jaxplanet.envs import car_racing
 from jaxplanet.envs.vector import vector_episodes
-from jaxplanet.worldmodels import controllers, dream, mdn_rnn
+from jaxplanet.worldmodels import controllers, dream, mdn_rnn, vae
 from jaxplanet.worldmodels.config import RESUMABLE_FIELDS, WorldModelsConfig, resolved
 
 #: Stream ids of the run's keys and seeds (one per stage; SERIES is unused, kept for stability).
@@ -45,6 +45,7 @@ __all__ = [
     "ControllerPolicy",
     "MissingInputError",
     "RandomPolicy",
+    "RandomWeightsPolicy",
     "Run",
     "SequencePolicy",
     "finished",
@@ -96,6 +97,11 @@ class Run:
                 },
             )
             env.close()
+        if self.jax_env is not None and self.r.random_policy == "weights":
+            raise config_lib.ConfigError(
+                f"--random_policy=weights: the released CarRacing data policy runs on host tasks "
+                f"(car_racing, doom_take_cover), not on {cfg.env}"
+            )
         checkpoint.claim_run_dir(self.logdir, cfg, RESUMABLE_FIELDS)
         self.dcfg = dream.DreamConfig(
             vae=self.r.vae,
@@ -143,16 +149,20 @@ class Run:
         """Env seed ``index`` of stage ``stream`` (an int in [0, 2^31))."""
         return seeding.episode_seed(self.cfg.seed, index, offset=stream * 100_003) % 2**31
 
-    def host_episodes(self, seeds: list[int], policy: Any, record: bool, desc: str) -> list:
+    def host_episodes(
+        self, seeds: list[int], policy: Any, record: bool, desc: str, progress: bool | None = None
+    ) -> list:
         """One host-env episode per seed, in `cfg.workers` processes (`vector_episodes`: a
-        worker that dies is restarted and its episode played again with the same seed)."""
+        worker that dies is restarted and its episode played again with the same seed); a
+        progress bar of its own unless ``progress`` is False (default: `cfg.progress`)."""
         make_gym = _HOST_GYM.get(self.cfg.env)
         if make_gym is None:
             from jaxplanet.envs import doom
 
             make_gym = doom.make_gym
         return vector_episodes(
-            make_gym, self.options, seeds, policy, self.cfg.workers, record, self.cfg.progress,
+            make_gym, self.options, seeds, policy, self.cfg.workers, record,
+            self.cfg.progress if progress is None else progress,
             desc, name=self.cfg.env,
         )  # fmt: skip
 
@@ -291,8 +301,7 @@ class ControllerPolicy:
         else:
             step = functools.partial(dream.exploring_policy_step, cfg=run.dcfg, noise=noise)
 
-        def act(params, flats, carry, obs, key):
-            keys = jax.random.split(key, obs.shape[0])
+        def act(params, flats, carry, obs, keys):
             return jax.vmap(
                 lambda f, c, o, k: step(params, ctrl=unflatten(f), carry=c, obs=o, key=k)[:2]
             )(flats, carry, obs, keys)
@@ -306,12 +315,67 @@ class ControllerPolicy:
         self.carry = mdn_rnn.initial_state(self.run.dcfg.mdn, (len(ids),))
         self.t = self._wave_t.setdefault(tuple(int(i) for i in ids), self.t)
 
+    def _keys(self, width: int) -> jax.Array:
+        """The wave's keys of step ``self.t`` ([W]: V's posterior samples, C's noise)."""
+        return jax.random.split(jax.random.fold_in(self.key, self.t), width)
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         """obs uint8 [W, 64, 64, 3] -> actions f32 [W, A] (after the action map)."""
         self.t += 1
-        key = jax.random.fold_in(self.key, self.t)
-        a, self.carry = self._act(self.params, self.flats[self.ids], self.carry, obs, key)
+        keys = self._keys(obs.shape[0])
+        a, self.carry = self._act(self.params, self.flats[self.ids], self.carry, obs, keys)
         return np.asarray(a)
+
+
+class RandomWeightsPolicy(ControllerPolicy):
+    """The released CarRacing data policy (``carracing/extract.py``): episode ``i``'s C has
+    weights Cauchy(0, 1) * s, s ~ U(0, 0.01) (from ``default_rng(seeds[i] + 7)``), on [z, h] (or
+    the task's C input) of an untrained V and M. Released, V's and M's weights are Cauchy too,
+    times the episode's s: such a V gives z ~ N(0, 1) noise whatever the frame (mean ~ 0,
+    log-variance ~ 0) and such an M a small h. Here V's weights are zero (z ~ N(0, 1) exactly:
+    Cauchy tails through V's five layers overflow its log-variance) and M's Cauchy(0, 1) * 0.005
+    (the mean s), one V and M per run from its `COLLECT` key. So tanh(W [z, h] + b) is a small
+    jitter around 0: steer ~ 0, gas ~ 0.5, no brake. The car drives and M sees the track
+    (uniform actions brake half the time, and the car barely leaves the start).
+
+    Episode ``i``'s weights and keys come from ``seeds[i]`` alone, so a rollout does not depend on
+    which call, wave or worker plays it (a resumed collect equals an uninterrupted one).
+    """
+
+    MODEL_SCALE = 0.005
+
+    def __init__(self, run: Run, seeds: list[int]):
+        r, a_dim = run.r, run.spec.action_dim
+        k_v, k_m, k_c, k_w = jax.random.split(run.key(COLLECT), 4)
+        m_leaves, m_tree = jax.tree.flatten(mdn_rnn.init(r.mdn, k_m, a_dim))
+        keys = jax.random.split(k_w, len(m_leaves))
+        m_leaves = [
+            self.MODEL_SCALE * jax.random.cauchy(k, x.shape, x.dtype)
+            for k, x in zip(keys, m_leaves, strict=True)
+        ]
+        params = {
+            "vae": jax.tree.map(jnp.zeros_like, vae.init(r.vae, k_v)),
+            "mdn": jax.tree.unflatten(m_tree, m_leaves),
+        }
+        template = controllers.init(
+            k_c, r.vae.z_dim, r.mdn.hidden, a_dim, cell=r.c_input == "zch", bias=r.c_bias
+        )
+        flat, unflatten = controllers.flatten(template)
+        flats = []
+        for seed in seeds:
+            g = np.random.default_rng(seed + 7)
+            scale = g.uniform(0.0, 0.01)
+            flats.append(g.standard_cauchy(flat.shape[0]) * scale)
+        super().__init__(run, params, np.asarray(flats, np.float32), unflatten, k_c, noise=0.0)
+        self.episode_keys = jnp.stack([jax.random.key(s, impl="threefry2x32") for s in seeds])
+
+    def start(self, ids: list[int]) -> None:
+        """Begins a wave of episodes ``ids``: M's state reset, each episode at its step 0."""
+        super().start(ids)
+        self.t = 0
+
+    def _keys(self, width: int) -> jax.Array:
+        return jax.vmap(jax.random.fold_in, (0, None))(self.episode_keys[self.ids], self.t)
 
 
 # ----------------------------------------------------------------------------- stage helpers

@@ -423,7 +423,7 @@ def test_stored_rollouts_hold_actions_for_several_steps(tmp_path):
     assert 0.12 < changes < 0.26, changes  # 1 / 5.5 = 0.18 (i.i.d. actions: 1.0)
 
 
-def _fake_host_episodes(seeds, policy, record, desc):
+def _fake_host_episodes(seeds, policy, record, desc, progress=None):
     """Episodes of 1 + seed % 9 steps whose actions come from ``policy``; obs[0] marks the seed."""
     lengths = [1 + s % 9 for s in seeds]
     policy.start(list(range(len(seeds))))
@@ -711,6 +711,66 @@ def test_doom_rollouts_hold_actions_and_their_blank_last_frame_is_no_target(tmp_
         assert len(wm_data.vae_frames(run, ep)) == n + 1 - int(ep["terminated"])
 
 
+HAS_BOX2D = all(importlib.util.find_spec(m) for m in ("gymnasium", "Box2D"))
+
+
+@pytest.mark.skipif(not HAS_BOX2D, reason="needs gymnasium[box2d] (extra 'worldmodels')")
+def test_car_racing_rollouts_come_from_a_randomly_weighted_c(tmp_path):
+    # ~20 s: carracing/extract.py's data policy, a C with Cauchy(0, s) weights, s ~ U(0, 0.01),
+    # on an untrained V (z ~ N(0, 1) whatever the frame) and M.
+    cfg = dataclasses.replace(
+        wm_config.preset("quick", "car_racing"), rollouts=2, episode_length=60, workers=2,
+        progress=False,
+    )  # fmt: skip
+    run = wm.Run(cfg, tmp_path / "run")
+    assert run.r.random_policy == "weights"
+    wm.collect(run)
+    eps = [ep for _, ep in wm.load_rollouts(run.logdir / "rollouts")]
+    assert [len(ep["action"]) for ep in eps] == [61, 61]
+    seeds = [run.seed(wm_run.COLLECT, i) for i in range(3)]
+    policy = wm_run.RandomWeightsPolicy(run, seeds)
+    mean, std = vae.encode(policy.params["vae"], run.r.vae, eps[0]["obs"][:5])
+    np.testing.assert_array_equal(mean, 0.0)
+    np.testing.assert_array_equal(std, 1.0)
+    # The stored actions are C's: replaying episode 0's frames gives them again.
+    policy.start([0])
+    replay = np.concatenate([policy.act(o[None]) for o in eps[0]["obs"][:-1]])
+    np.testing.assert_allclose(replay, eps[0]["action"][1:], atol=1e-4)  # batch 1 vs 2
+    assert np.abs(replay).max() <= 1.0 and np.std(replay[:, 1]) > 0  # tanh, not constant
+
+    # A rollout is a function of its seed: the same weights and actions in another slot.
+    obs = np.random.default_rng(1).integers(0, 255, (8, 3, 64, 64, 3), dtype=np.uint8)
+    first = policy
+    second = wm_run.RandomWeightsPolicy(run, [seeds[2], seeds[0]])
+    first.start([0, 1, 2])
+    second.start([0, 1])
+    for t in range(8):
+        a, b = first.act(obs[t]), second.act(obs[t, [2, 0]])
+        np.testing.assert_allclose(b, a[[2, 0]], rtol=1e-5, atol=1e-6)
+    # Episode i's weights: Cauchy draws of default_rng(seed + 7) times s ~ U(0, 0.01).
+    g = np.random.default_rng(seeds[1] + 7)
+    scale = g.uniform(0.0, 0.01)
+    np.testing.assert_allclose(
+        first.flats[1], g.standard_cauchy(first.flats.shape[1]) * scale, rtol=1e-6
+    )
+    assert first.flats.shape[1] == (32 + 256) * 3 + 3  # C on [z, h] with a bias
+
+
+def test_random_weights_policy_is_for_host_tasks_and_quick_sizes_car_racing():
+    with pytest.raises(config_lib.ConfigError, match="--random_policy=weights: .*point_reach"):
+        wm.Run(dataclasses.replace(CFG, random_policy="weights"), "/nonexistent/never-written")
+    quick = wm_config.preset("quick", "car_racing")
+    assert (quick.population, quick.rollouts_per_candidate) == (16, 1)
+    assert wm_config.preset("quick", "doom_take_cover") == wm_config.quick()
+    for env, want in (("car_racing", "weights"), ("doom_take_cover", "uniform")):
+        for name in ("paper", "quick"):
+            assert wm_config.resolved(wm_config.preset(name, env)).random_policy == want
+    # The class default is the behaviour runs had before the option: uniform everywhere.
+    assert wm_config.resolved(wm_config.WorldModelsConfig(env="car_racing")).random_policy == (
+        "uniform"
+    )
+
+
 # ----------------------------------------------------------------- the paper's random baseline
 
 
@@ -718,7 +778,7 @@ def _recording_host(calls: list):
     """A fake `Run.host_episodes` (episodes of 1 + seed % 9 steps) that records each call's
     description, seeds and the actions its policy chose, [T, E, A]."""
 
-    def host(seeds, policy, record, desc):
+    def host(seeds, policy, record, desc, progress=None):
         eps = _fake_host_episodes(seeds, policy, record, desc)
         policy.start(list(range(len(seeds))))  # replay the wave to read the actions it played
         acts = [policy.act(np.zeros((len(seeds), 64, 64, 3), np.uint8)) for _ in range(9)]
