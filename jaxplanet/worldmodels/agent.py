@@ -72,6 +72,7 @@ from jaxplanet.worldmodels.evolve import (
     ControllerChoice,
     controller_choice,
     evaluate,
+    evaluated,
     final_controller,
     real_and_dream_video,
     real_episodes,
@@ -593,9 +594,9 @@ def _stage_done(run: Run, name: str) -> bool:
         return collected(run)
     if name == "iterate":
         return iterated(run)
-    if name in ("calibrate", "evaluate"):
-        return (run.logdir / f"{name}.json").exists() or (
-            name == "calibrate" and not cfg.calibrate_episodes
-        )
+    if name == "evaluate":
+        return evaluated(run)
+    if name == "calibrate":
+        return (run.logdir / "calibrate.json").exists() or not cfg.calibrate_episodes
     steps = {"vae": cfg.vae_steps, "mdn": cfg.mdn_steps, "controller": cfg.generations}[name]
     return finished(run, name, steps)

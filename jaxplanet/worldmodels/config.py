@@ -379,7 +379,8 @@ def resolved(cfg: WorldModelsConfig) -> Resolved:
     )
 
 
-# Fields that may change when a run directory is resumed (reporting and later stages' extent).
+# Fields that may change when a run directory is resumed (reporting and later stages' extent:
+# more `iterations` add rounds to a finished run, which then scores its final C again).
 RESUMABLE_FIELDS = frozenset(
     {
         "progress",
@@ -390,6 +391,7 @@ RESUMABLE_FIELDS = frozenset(
         "calibrate_episodes",
         "video_length",
         "generations",
+        "iterations",
     }
 )
 

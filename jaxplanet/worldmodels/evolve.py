@@ -49,6 +49,7 @@ __all__ = [
     "ControllerChoice",
     "controller_choice",
     "evaluate",
+    "evaluated",
     "final_controller",
     "real_and_dream_video",
     "real_episodes",
@@ -323,6 +324,13 @@ def final_controller(run: Run, stage: str = "evaluate") -> tuple[jax.Array, Any]
     return choice.flat, choice.ctrl
 
 
+def evaluated(run: Run) -> bool:
+    """Whether the run's ``evaluate.json`` holds the final C of its current rounds (a finished
+    run given more ``--iterations`` is scored again)."""
+    path = run.logdir / "evaluate.json"
+    return path.exists() and json.loads(path.read_text()).get("rounds", 1) == run.r.iterations
+
+
 def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, Any]:
     """The evaluate stage: the final C (`controller_choice`) on `eval_episodes` real episodes,
     beside `random_episodes` real episodes of i.i.d. uniform random actions (the paper's random
@@ -337,16 +345,28 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
 
     ``directory`` None is the stage: the run directory, skipped when its ``evaluate.json``
     exists (the stored result is returned; when it is for other episode counts than the config
-    asks, a line says so and points to ``--mode=eval``). ``--mode=eval`` passes
-    ``<logdir>/eval``: scored again every time, the run's own ``evaluate.json`` untouched.
+    asks, a line says so and points to ``--mode=eval``), unless it is for another number of
+    rounds (`evaluated`): it is then kept as ``evaluate_<n>_rounds.json`` and C scored again.
+    ``--mode=eval`` passes ``<logdir>/eval``: scored again every time, the run's own
+    ``evaluate.json`` untouched.
     """
     cfg = run.cfg
     stage = directory is None
     directory = run.logdir if directory is None else Path(directory)
     path = directory / "evaluate.json"
     if stage and path.exists():
-        print(f"evaluate: {path} exists; skipped.")
         stored = json.loads(path.read_text())
+        rounds = stored.get("rounds", 1)
+        if rounds != run.r.iterations:
+            # --iterations changed on a finished run: its final C may be another round's
+            aside = directory / f"evaluate_{rounds}_rounds.json"
+            path.replace(aside)
+            print(
+                f"evaluate: {path} was for {rounds} round(s), the run now has "
+                f"{run.r.iterations}; kept as {aside.name}, scoring the final C again"
+            )
+    if stage and path.exists():
+        print(f"evaluate: {path} exists; skipped.")
         counts = (stored.get("eval_episodes"), stored.get("random_episodes"))
         if counts != (cfg.eval_episodes, cfg.random_episodes):
             print(

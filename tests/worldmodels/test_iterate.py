@@ -155,3 +155,28 @@ def test_each_round_restarts_cma_es_at_the_last_c_or_at_zero(iterated_run):
     np.testing.assert_array_equal(starts[0], last_c)  # --iteration_restart=last
     np.testing.assert_array_equal(starts[1], np.asarray(mean0))  # --iteration_restart=zero
     assert np.any(last_c != np.asarray(mean0))
+
+
+def test_more_iterations_extend_a_finished_run_as_a_fresh_longer_run(iterated_run, tmp_path):
+    # --iterations may grow on a finished run (a longer budget from a quick one): it adds the
+    # rounds, keeps the old result aside and scores the final C again, as a fresh run would.
+    logdir = tmp_path / "extended"
+    shutil.copytree(iterated_run[0], logdir)
+    old = json.loads((logdir / "evaluate.json").read_text())
+    longer = dataclasses.replace(CFG, iterations=3)
+    assert not wm_evolve.evaluated(wm.Run(longer, logdir))
+    extended = wm.train_and_evaluate(longer, logdir)
+    assert json.loads((logdir / "evaluate_2_rounds.json").read_text()) == old
+    saved = json.loads((logdir / "evaluate.json").read_text())
+    assert saved["rounds"] == 3 and extended["eval_return_mean"] == saved["eval_return_mean"]
+    rows = logging_lib.read_metrics(logdir / "controller")
+    assert [r["step"] for r in rows] == list(range(1, 3 * CFG.generations + 1))
+    n = CFG.rollouts + 2 * CFG.iteration_rollouts
+    assert len(list((logdir / "rollouts").glob("rollout_*.npz"))) == n
+    fresh = wm.train_and_evaluate(longer, tmp_path / "fresh")
+    for key in ("eval_return_mean", "controller_generation", "controller_round"):
+        assert fresh[key] == extended[key], key
+    assert (
+        wm.train_and_evaluate(longer, logdir, stage="evaluate")["eval_return_mean"]
+        == (saved["eval_return_mean"])
+    )  # scored once: a rerun keeps it
