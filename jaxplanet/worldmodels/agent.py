@@ -94,6 +94,12 @@ PAPER_RESULTS = {
     "210 ± 108 (5.2x)",
     "car_racing": "C evolved in the real game 906 ± 21 (100 episodes)",
 }
+#: What C = 0 (a = 0, the evaluate stage's trivial policy) does in each task.
+ZERO_ACTION = {
+    "doom_take_cover": "standing still: take_cover's stay",
+    "car_racing": "straight on at half gas, no brake",
+    "point_reach": "standing still: no force",
+}
 
 __all__ = [
     "EVAL_FIELDS",
@@ -381,7 +387,7 @@ def banner(
         if r.min_random_length
         else ""
     )
-    c_in = "[z, c, h]" if r.c_input == "zch" else "[z, h]"
+    c_in = {"z": "z alone", "zh": "[z, h]", "zch": "[z, c, h]"}[r.c_input]
     where = f"the dream (tau {r.temperature:g})" if r.in_dream else "the real task"
     dream_eps = cfg.generations * cfg.population * cfg.rollouts_per_candidate
     every = "generation" if cfg.eval_every == 1 else f"{cfg.eval_every} generations"
@@ -540,9 +546,9 @@ def _result_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     if f"still_{key}_mean" in s:  # evaluate.json written before standing still was scored lacks it
         rows.append(
             (
-                "standing still",
+                "C = 0 (a = 0)",
                 f"{s[f'still_{key}_mean']:.2f} ± {s[f'still_{key}_std']:.2f} {unit} on C's "
-                "episodes (C = 0: a = 0, take_cover's stay)",
+                f"episodes ({ZERO_ACTION.get(s.get('env'), 'a constant a = 0')})",
             )
         )
     if s.get("env") in PAPER_RESULTS:

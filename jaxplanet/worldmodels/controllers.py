@@ -57,7 +57,8 @@ def init(
     """C's parameters (zeros, or N(0, scale^2) entries).
 
     Returns {"w": [Z + H, A], "b": [A]}; with `cell` W also reads M's cell state c
-    ([Z + 2H, A]); without `bias` there is no "b".
+    ([Z + 2H, A]); without `bias` there is no "b"; ``hidden=0`` is a C on z alone (the paper's
+    "V model only" CarRacing agent).
     """
     k_w, k_b = jax.random.split(key)
     n_in = z_dim + (2 if cell else 1) * hidden
@@ -74,13 +75,14 @@ def num_params(
     return (z_dim + (2 if cell else 1) * hidden) * action_dim + (action_dim if bias else 0)
 
 
-def act(params: Any, z: jax.Array, h: jax.Array, c: jax.Array | None = None) -> jax.Array:
-    """a = tanh(W [z, h] + b), or tanh(W [z, c, h] (+ b)) given M's cell state c.
+def act(params: Any, z: jax.Array, h: jax.Array | None, c: jax.Array | None = None) -> jax.Array:
+    """a = tanh(W [z, h] + b), or tanh(W [z, c, h] (+ b)) given M's cell state c, or
+    tanh(W z + b) with h None (a C on z alone).
 
     z [..., Z], h and c [..., H] -> f32 [..., A] in [-1, 1]. The bias is added when `params`
     has one ("b").
     """
-    x = jnp.concatenate([z, h] if c is None else [z, c, h], axis=-1)
+    x = z if h is None else jnp.concatenate([z, h] if c is None else [z, c, h], axis=-1)
     y = x @ params["w"]
     return jnp.tanh(y + params["b"] if "b" in params else y)
 

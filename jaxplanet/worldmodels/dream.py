@@ -61,7 +61,8 @@ class DreamConfig:
       action_map: "continuous" (identity) or "take_cover" (authors' thresholding).
       done_rule: with a done head, "sample" (Bernoulli of `done_probability`) or "threshold"
         (done where the done logit > 0, as the authors' Doom dream).
-      controller_input: C reads "zh" ([z, h]) or "zch" ([z, c, h], the authors' Doom C).
+      controller_input: C reads "zh" ([z, h]), "zch" ([z, c, h], the authors' Doom C) or "z"
+        (z alone, the paper's "V model only" CarRacing agent).
       m_action: M reads the action C chose after the action map ("mapped") or before it
         ("raw": C's tanh output clipped to [-1, 1], as the authors' Doom code feeds M).
     """
@@ -73,7 +74,7 @@ class DreamConfig:
     reward: Literal["survival", "head"] = "head"
     action_map: controllers.ActionMap = "continuous"
     done_rule: Literal["sample", "threshold"] = "sample"
-    controller_input: Literal["zh", "zch"] = "zh"
+    controller_input: Literal["z", "zh", "zch"] = "zh"
     m_action: Literal["mapped", "raw"] = "mapped"
 
 
@@ -124,6 +125,8 @@ def done_probability(done_logit: jax.Array, mdn_cfg: mdn_rnn.MDNConfig) -> jax.A
 
 def controller_action(ctrl: Any, cfg: DreamConfig, z: jax.Array, carry: Any) -> jax.Array:
     """C's output f32 [..., A] in [-1, 1] (before the action map) on z and M's state (c, h)."""
+    if cfg.controller_input == "z":
+        return controllers.act(ctrl, z, None)
     c = carry[0] if cfg.controller_input == "zch" else None
     return controllers.act(ctrl, z, carry[1], c)
 

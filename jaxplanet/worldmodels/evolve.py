@@ -62,7 +62,8 @@ def _evolution(run: Run) -> controllers.Evolution:
     """CMA-ES over C's flat parameters ((Z + H) * A + A of them, or (Z + 2H) * A for Doom's
     released C on [z, c, h] without a bias)."""
     r = run.r
-    dims = (r.vae.z_dim, r.mdn.hidden, run.spec.action_dim, r.c_input == "zch", r.c_bias)
+    hidden = 0 if r.c_input == "z" else r.mdn.hidden
+    dims = (r.vae.z_dim, hidden, run.spec.action_dim, r.c_input == "zch", r.c_bias)
     return _make_evolution(*dims, run.cfg.population, run.cfg.sigma_init)
 
 
@@ -379,7 +380,7 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
     choice = controller_choice(run, "evaluate")  # first: names the controller stage
     params = world_model_params(run, "evaluate", choice.round)
     es = _evolution(run)
-    # C, and standing still (C = 0: a = 0, take_cover's "stay") on the same real episodes
+    # C, and C = 0 (a = 0: take_cover's "stay", CarRacing's straight on) on the same episodes
     key, n = run.key(EVAL), cfg.eval_episodes
     returns, lengths = real_episodes(run, params, choice.flat[None], es, key, n)
     still, still_lengths = real_episodes(run, params, jnp.zeros_like(choice.flat)[None], es, key, n)
@@ -413,7 +414,7 @@ def evaluate(run: Run, directory: str | os.PathLike | None = None) -> dict[str, 
         f"{summary[f'eval_{key}_mean']:.1f} ± {summary[f'eval_{key}_std']:.1f} {unit} over "
         f"{summary['eval_episodes']} real episodes; i.i.d. random actions "
         f"{summary[f'random_{key}_mean']:.1f} ± {summary[f'random_{key}_std']:.1f} over "
-        f"{summary['random_episodes']} real episodes; standing still (a = 0) "
+        f"{summary['random_episodes']} real episodes; C = 0 (a = 0) "
         f"{summary[f'still_{key}_mean']:.1f} ± {summary[f'still_{key}_std']:.1f} on C's episodes"
     )
     with logging_lib.Logger(directory) as logger:

@@ -358,7 +358,12 @@ class RandomWeightsPolicy(ControllerPolicy):
             "mdn": jax.tree.unflatten(m_tree, m_leaves),
         }
         template = controllers.init(
-            k_c, r.vae.z_dim, r.mdn.hidden, a_dim, cell=r.c_input == "zch", bias=r.c_bias
+            k_c,
+            r.vae.z_dim,
+            0 if r.c_input == "z" else r.mdn.hidden,
+            a_dim,
+            cell=r.c_input == "zch",
+            bias=r.c_bias,
         )
         flat, unflatten = controllers.flatten(template)
         flats = []

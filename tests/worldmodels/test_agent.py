@@ -753,14 +753,14 @@ def test_car_racing_rollouts_come_from_a_randomly_weighted_c(tmp_path):
     np.testing.assert_allclose(
         first.flats[1], g.standard_cauchy(first.flats.shape[1]) * scale, rtol=1e-6
     )
-    assert first.flats.shape[1] == (32 + 256) * 3 + 3  # C on [z, h] with a bias
+    assert first.flats.shape[1] == 32 * 3 + 3  # quick's C on z alone, with a bias
 
 
 def test_random_weights_policy_is_for_host_tasks_and_quick_sizes_car_racing():
     with pytest.raises(config_lib.ConfigError, match="--random_policy=weights: .*point_reach"):
         wm.Run(dataclasses.replace(CFG, random_policy="weights"), "/nonexistent/never-written")
     quick = wm_config.preset("quick", "car_racing")
-    assert (quick.population, quick.rollouts_per_candidate) == (16, 1)
+    assert (quick.population, quick.rollouts_per_candidate, quick.c_input) == (16, 1, "z")
     assert wm_config.preset("quick", "doom_take_cover") == wm_config.quick()
     for env, want in (("car_racing", "weights"), ("doom_take_cover", "uniform")):
         for name in ("paper", "quick"):
@@ -1002,6 +1002,11 @@ def test_end_table_shows_standing_still_when_evaluate_scored_it():
         "random_return_std": 11.0,
         "random_episodes": 64,
     }
-    assert "standing still" not in dict(wm._result_rows(s))  # an evaluate.json from before
-    rows = dict(wm._result_rows({**s, "still_return_mean": 12.3, "still_return_std": 14.3}))
-    assert rows["standing still"].startswith("12.30 ± 14.30 return on C's episodes")
+    assert "C = 0 (a = 0)" not in dict(wm._result_rows(s))  # an evaluate.json from before
+    still = {"still_return_mean": 12.3, "still_return_std": 14.3}
+    rows = dict(wm._result_rows({**s, **still, "env": "point_reach"}))
+    assert (
+        rows["C = 0 (a = 0)"] == "12.30 ± 14.30 return on C's episodes (standing still: no force)"
+    )
+    rows = dict(wm._result_rows({**s, **still, "env": "car_racing"}))
+    assert rows["C = 0 (a = 0)"].endswith("(straight on at half gas, no brake)")

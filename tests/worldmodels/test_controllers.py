@@ -77,3 +77,12 @@ def test_doom_controller_reads_z_c_h_without_bias_1088_parameters():
     z, c, h = (jax.random.normal(jax.random.key(i), (4, n)) for i, n in ((2, 3), (3, 5), (4, 5)))
     want = np.tanh(np.concatenate([z, c, h], -1) @ np.asarray(small["w"]))  # order z, c, h
     np.testing.assert_allclose(controllers.act(small, z, h, c), want, rtol=1e-5, atol=1e-6)
+
+
+def test_v_model_only_controller_reads_z_alone_99_parameters():
+    # The paper's "V model only" CarRacing agent: a = tanh(W z + b), 32 * 3 + 3 parameters.
+    params = controllers.init(jax.random.key(0), z_dim=32, hidden=0, action_dim=3, scale=1.0)
+    assert controllers.flatten(params)[0].shape == (99,) == (controllers.num_params(32, 0, 3),)
+    z = jax.random.normal(jax.random.key(1), (4, 32))
+    want = np.tanh(np.asarray(z) @ np.asarray(params["w"]) + np.asarray(params["b"]))
+    np.testing.assert_allclose(controllers.act(params, z, None), want, rtol=1e-5, atol=1e-6)
