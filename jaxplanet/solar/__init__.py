@@ -18,6 +18,7 @@ Training loop:
 * `config`: `SolarConfig` and its presets;
 * `fit`: the model fits for control (local dynamics, cost);
 * `policy`: acting on the filtered latent and one LQR-FLM step;
+* `state`: `RunState`, what the loop carries and each checkpoint stores;
 * `eval`: goal-reached figures, evaluation episodes and reconstruction videos.
 """
 
@@ -76,6 +77,6 @@ __all__ = [
 
 #: Sub-modules, imported on first attribute access (`model`, `lgssm`, `mniw` are imported
 #: already).
-_MODULES = ["agent", "config", "eval", "fit", "lgssm", "mniw", "model", "policy"]
+_MODULES = ["agent", "config", "eval", "fit", "lgssm", "mniw", "model", "policy", "state"]
 
 __getattr__, __dir__ = _lazy.submodules(__name__, _MODULES)

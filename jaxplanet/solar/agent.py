@@ -72,6 +72,7 @@ from jaxplanet.solar.policy import (
     random_policy,
     refit_cost,
 )
+from jaxplanet.solar.state import RunState
 
 __all__ = [
     "EVAL_ENV_SEED",
@@ -175,23 +176,23 @@ def _random_baseline(cfg: SolarConfig, env: envs.HostEnv, repeat: int):
     return returns, successes
 
 
-def initial_run(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
+def initial_run(cfg: SolarConfig, action_dim: int) -> RunState:
     """The run state a fresh run starts from (also the checkpoint template)."""
     T, root = cfg.horizon, jax.random.key(cfg.seed)
     state = solar.init_train_state(cfg.model, jax.random.fold_in(root, _INIT), action_dim, T)
     # Strong dtypes, as a restored checkpoint has them: a weak-typed leaf (MNIW nu) would make
     # the resumed run compile its train step a second time.
     state = jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), state)
-    return {
-        "train": state,
-        "policy": initial_policy(cfg, action_dim),
-        "dyn": solar.plugin(state.q, cfg.model, T),
-        "step_mult": 1.0,
-        "predicted": 0.0,
-        "prev_cost": 0.0,
-        "phase": 0,  # phases done: 1 after pretraining, i + 1 after iteration i
-        "progress": resume.Progress().as_dict(),
-    }
+    return RunState(
+        train=state,
+        policy=initial_policy(cfg, action_dim),
+        dyn=solar.plugin(state.q, cfg.model, T),
+        step_mult=1.0,
+        predicted=0.0,
+        prev_cost=0.0,
+        phase=0,  # phases done: 1 after pretraining, i + 1 after iteration i
+        progress=resume.Progress().as_dict(),
+    )
 
 
 def train_and_evaluate(
@@ -441,7 +442,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
     restored = ckpt.restore(run)
     if restored is not None:
         run = restored[1]
-    progress = resume.Progress.from_dict(run["progress"]) if restored is not None else None
+    progress = resume.Progress.from_dict(run.progress) if restored is not None else None
     resumed = resume.reconcile(logdir, progress, restored and restored[0], unit="rollout")
     progress = resumed.progress
     if restored is not None or resumed.set_aside is not None:
@@ -469,8 +470,9 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
             counters["env_steps"] += ep["length"] * repeat
         return returns, successes
 
-    def update(steps, phase, kl_from):
-        state, rng, rows = run["train"], np.random.default_rng((cfg.seed, phase)), []
+    def update(run, steps, phase, kl_from):
+        """``steps`` model steps on all data; returns (the run with the new model, log row)."""
+        state, rng, rows = run.train, np.random.default_rng((cfg.seed, phase)), []
         keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _TRAIN), phase), steps)
         for i in range(steps):
             check()
@@ -482,21 +484,22 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         if rows and not np.all(metrics["finite"]):
             bad = int(np.flatnonzero(~metrics["finite"])[0])
             raise FloatingPointError(f"non-finite SOLAR loss at step {bad} of phase {phase}")
-        run["train"] = state
-        return {f"train/{k}": float(np.mean(v)) for k, v in metrics.items() if k != "finite"}
+        row = {f"train/{k}": float(np.mean(v)) for k, v in metrics.items() if k != "finite"}
+        return run.replace(train=state), row
 
-    def save(phase):
+    def save(run, phase):
         done = resume.Progress(
             len(data.episodes),
             counters["env_steps"],
-            int(run["train"].step),
+            int(run.train.step),
             counters["evaluations"],
             logger.rows,
         )
-        run["progress"], run["phase"] = done.as_dict(), phase
+        run = run.replace(progress=done.as_dict(), phase=phase)
         ckpt.save(phase, run, config_lib.to_dict(cfg))
+        return run
 
-    if int(run["phase"]) == 0:
+    if int(run.phase) == 0:
         returns, successes = collect(
             cfg.pretrain_rollouts,
             lambda i: random_policy(
@@ -513,34 +516,38 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         row.update(success_rate("random_success", successes))
         if cfg.model.canvas:  # the decoder's output bias starts at the mean pretraining frame
             frames = np.concatenate([ep["obs"] for ep in data.episodes])
-            params = solar.init_canvas(run["train"].params, frames)
-            run["train"] = run["train"].replace(params=params)
-        row.update(update(cfg.pretrain_steps, 0, 0))
-        run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
+            params = solar.init_canvas(run.train.params, frames)
+            run = run.replace(train=run.train.replace(params=params))
+        run, trained = update(run, cfg.pretrain_steps, 0, 0)
+        row.update(trained)
+        run = run.replace(dyn=solar.plugin(run.train.q, cfg.model, T))
         logger.scalars(counters["env_steps"], row)
         summary.update(row)
-        save(1)
+        run = save(run, 1)
     bar = logging_lib.progress(cfg.iterations, "solar", unit="iter", disable=not cfg.progress)
-    bar.update(int(run["phase"]) - 1)
-    while int(run["phase"]) <= cfg.iterations:
+    bar.update(int(run.phase) - 1)
+    while int(run.phase) <= cfg.iterations:
         check()
-        phase, began = int(run["phase"]), time.perf_counter()
+        phase, began = int(run.phase), time.perf_counter()
         key = jax.random.fold_in(jax.random.fold_in(root, _COLLECT), phase)
         returns, successes = collect(
             cfg.rollouts,
-            lambda i, r=dict(run), k=key: host_policy(
+            lambda i, r=run, k=key: host_policy(
                 fns, r, A, n, jax.random.fold_in(k, i), 1.0, cfg.model.frames
             ),
         )
         row = {"iteration": phase, "train_return": float(np.mean(returns))}
         row.update(success_rate("train_success", successes))
-        row.update(update(cfg.model_steps, phase, -1))
-        row.update(refit_cost(fns, run, _cost_batch(cfg, data, phase)))
+        run, trained = update(run, cfg.model_steps, phase, -1)
+        row.update(trained)
+        run, refit = refit_cost(fns, run, _cost_batch(cfg, data, phase))
+        row.update(refit)
         if cfg.policy == "lqr_flm":
             new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
-            row.update(improve_policy(cfg, fns, run, new, phase))
+            run, improved = improve_policy(cfg, fns, run, new, phase)
+            row.update(improved)
         else:
-            run["dyn"] = solar.plugin(run["train"].q, cfg.model, T)
+            run = run.replace(dyn=solar.plugin(run.train.q, cfg.model, T))
         row.update(
             solar_eval.evaluate(cfg, fns, run, eval_env, logger, phase, counters["env_steps"])
         )
@@ -550,16 +557,16 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         plot.try_write_learning_curves(logdir)
         summary.update(row)
         if phase % cfg.checkpoint_every == 0 or phase == cfg.iterations:
-            save(phase + 1)
+            run = save(run, phase + 1)
         else:
-            run["phase"] = phase + 1
+            run = run.replace(phase=phase + 1)
         bar.update(1)
     bar.close()
     summary.update(
         {
             "episodes": len(data.episodes),
             "env_steps": counters["env_steps"],
-            "grad_steps": int(run["train"].step),
+            "grad_steps": int(run.train.step),
         }
     )
     return summary
@@ -589,9 +596,9 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
         env.close()
         raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
     run = restored[1]
-    progress = resume.Progress.from_dict(run["progress"])
+    progress = resume.Progress.from_dict(run.progress)
     fns = make_functions(cfg, A)
-    phase = int(run["phase"]) - 1  # the iteration whose evaluation this replays
+    phase = int(run.phase) - 1  # the iteration whose evaluation this replays
     try:
         episodes = solar_eval.evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
     finally:

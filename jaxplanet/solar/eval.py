@@ -17,6 +17,7 @@ from jaxplanet.envs import nav2d, reacher_solar
 from jaxplanet.solar import model as solar
 from jaxplanet.solar.config import SolarConfig
 from jaxplanet.solar.policy import host_policy
+from jaxplanet.solar.state import RunState
 
 __all__ = [
     "SUCCESS",
@@ -63,7 +64,7 @@ def success_rate(name: str, successes: list[float | None]) -> dict[str, float]:
 def evaluate_episodes(
     cfg: SolarConfig,
     fns: dict[str, Any],
-    run: dict[str, Any],
+    run: RunState,
     env: envs.HostEnv,
     phase: int,
     count: int,
@@ -83,14 +84,12 @@ def evaluate_episodes(
     return out
 
 
-def reconstruction_video(
-    fns: dict[str, Any], run: dict[str, Any], episode: dict[str, Any]
-) -> np.ndarray:
+def reconstruction_video(fns: dict[str, Any], run: RunState, episode: dict[str, Any]) -> np.ndarray:
     """uint8 [T+1, CAPTION + 128, 256, 3]: real frames (left) beside the smoothed
     reconstructions (right), each upscaled 2x under a caption (``real t=3 R=-1.2``,
     ``recon t=3``)."""
     b = solar.episode_batch(episode["obs"], episode["action"], episode["reward"])
-    recon = fns["reconstruct"](run["train"].params, run["train"].q, b["obs"], b["action"])
+    recon = fns["reconstruct"](run.train.params, run.train.q, b["obs"], b["action"])
     recon = np.asarray(recon * 255).astype(np.uint8)
     steps = len(episode["obs"])
     return video.side_by_side(
@@ -105,7 +104,7 @@ def reconstruction_video(
 def evaluate(
     cfg: SolarConfig,
     fns: dict[str, Any],
-    run: dict[str, Any],
+    run: RunState,
     env: envs.HostEnv,
     logger: logging_lib.Logger,
     phase: int,

@@ -29,6 +29,7 @@ from jaxplanet.solar import fit as solar_fit
 from jaxplanet.solar import lgssm
 from jaxplanet.solar import model as solar
 from jaxplanet.solar.config import RESUMABLE_FIELDS, SolarConfig
+from jaxplanet.solar.state import RunState
 
 __all__ = [
     "make_functions",
@@ -139,7 +140,7 @@ def initial_policy(cfg: SolarConfig, action_dim: int) -> lqr.Policy:
 
 def host_policy(
     fns: dict[str, Any],
-    run: dict[str, Any],
+    run: RunState,
     action_dim: int,
     n: int,
     key: jax.Array,
@@ -159,7 +160,7 @@ def host_policy(
       encoder sees the last ``frames`` of them, `solar.windows`).
     """
     carry = {"belief": (jnp.zeros(n), jnp.eye(n)), "prev": jnp.zeros(action_dim), "t": 0}
-    params, dyn, policy = run["train"].params, run["dyn"], run["policy"]
+    params, dyn, policy = run.train.params, run.dyn, run.policy
     past: list[np.ndarray] = []  # the episode's last `frames` observations, newest first
 
     def fn(obs: np.ndarray, is_first: bool) -> np.ndarray:
@@ -224,27 +225,28 @@ def check_improvement(
 
 
 def refit_cost(
-    fns: dict[str, Any], run: dict[str, Any], batch: dict[str, Any] | None
-) -> dict[str, float]:
+    fns: dict[str, Any], run: RunState, batch: dict[str, Any] | None
+) -> tuple[RunState, dict[str, float]]:
     """Refit the model's quadratic cost on the inferred states of ``batch`` (a SOLAR batch,
-    obs uint8 [N, T+1, 64, 64, 3], action [N, T, m], cost [N, T]; None = no refit), in
-    ``run["train"]``; returns ``{"cost_rmse": ...}`` (or {})."""
+    obs uint8 [N, T+1, 64, 64, 3], action [N, T, m], cost [N, T]; None = no refit); returns
+    (the run with the new cost in ``train``, ``{"cost_rmse": ...}`` or {})."""
     if batch is None:
-        return {}
-    state = run["train"]
+        return run, {}
+    state = run.train
     cost_params, rmse = fns["refit_cost"](state.params, state.q, batch)
-    run["train"] = state.replace(params={**state.params, "cost": cost_params})
-    return {"cost_rmse": float(rmse)}
+    state = state.replace(params={**state.params, "cost": cost_params})
+    return run.replace(train=state), {"cost_rmse": float(rmse)}
 
 
 def improve_policy(
     cfg: SolarConfig,
     fns: dict[str, Any],
-    run: dict[str, Any],
+    run: RunState,
     new: dict[str, Any],
     phase: int,
-) -> dict[str, Any]:
-    """One SOLAR policy improvement; updates ``run`` in place and returns the log row.
+) -> tuple[RunState, dict[str, Any]]:
+    """One SOLAR policy improvement; returns (the run with the new policy, dynamics, step_mult
+    and estimates, the log row).
 
     Fits local dynamics on the rollouts ``new``, adapts step_mult from the previous predicted
     improvement and the actual one, and runs LQR-FLM with the model's cost (refit first by
@@ -262,18 +264,16 @@ def improve_policy(
       phase: iteration number (1-based).
     """
     T = cfg.horizon
-    state = run["train"]
-    local, estimate = fns["fit"](state.params, state.q, new["obs"], new["action"], run["policy"])
+    state = run.train
+    local, estimate = fns["fit"](state.params, state.q, new["obs"], new["action"], run.policy)
     estimate = float(estimate)
+    step_mult = float(run.step_mult)
     if phase > 1:  # step_mult from the previous prediction (released lqrflm.step_adjust)
-        predicted, actual = float(run["predicted"]), float(run["prev_cost"]) - estimate
+        predicted, actual = float(run.predicted), float(run.prev_cost) - estimate
         mult = predicted / (2.0 * max(1e-4, predicted - actual))
         mult = min(max(mult, 0.1), 5.0)
-        run["step_mult"] = float(
-            np.clip(float(run["step_mult"]) * mult, cfg.min_step_mult, cfg.max_step_mult)
-        )
-    step_mult = float(run["step_mult"])
-    policy, info, dyn, sigma0 = fns["improve"](state.params, local, run["policy"], step_mult)
+        step_mult = float(np.clip(step_mult * mult, cfg.min_step_mult, cfg.max_step_mult))
+    policy, info, dyn, sigma0 = fns["improve"](state.params, local, run.policy, step_mult)
     eps = cfg.kl_step * T * step_mult
     message = lqr.check_flm(info, eps)
     if message:
@@ -286,17 +286,18 @@ def improve_policy(
             "keeping the previous policy",
             stacklevel=2,
         )
-        policy, dyn = run["policy"], run["dyn"]
+        policy, dyn = run.policy, run.dyn
         info = info._replace(cost_new=info.cost_old)
-    run["policy"], run["dyn"] = policy, dyn
-    run["prev_cost"] = estimate
-    run["predicted"] = float(info.cost_old - info.cost_new)
-    return {
+    predicted = float(info.cost_old - info.cost_new)
+    run = run.replace(
+        policy=policy, dyn=dyn, step_mult=step_mult, prev_cost=estimate, predicted=predicted
+    )
+    return run, {
         "eta": float(info.eta),
         "kl": float(info.kl),
         "kl_bound": eps,
         "kl_met": bool(info.met),
         "step_mult": step_mult,
-        "predicted_improvement": run["predicted"],
+        "predicted_improvement": predicted,
         "model_cost": estimate,
     }

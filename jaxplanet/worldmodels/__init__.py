@@ -12,7 +12,8 @@ Training loop (one stage per module, run by `agent`):
 * `agent`: the pipeline collect -> V -> M -> calibrate -> C -> iterate -> evaluate
   (`train_and_evaluate`, `evaluate_run`);
 * `config`: `WorldModelsConfig` and its presets;
-* `run`: one run's task, directory, seeds and policies;
+* `run`: one run's task, directory and seeds;
+* `policies`: the policies played in host tasks (random data, open-loop, V + M + C);
 * `data`: random rollouts and V's z-sequences;
 * `train`: the V and M stages;
 * `calibrate`: does the dream rank simple policies as the real task does;
@@ -34,6 +35,7 @@ __all__ = [
     "evolve",
     "iterate",
     "mdn_rnn",
+    "policies",
     "run",
     "train",
     "vae",

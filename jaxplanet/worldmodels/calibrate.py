@@ -31,7 +31,8 @@ from scipy.stats import rankdata
 from jaxplanet.core import logging as logging_lib
 from jaxplanet.worldmodels import dream
 from jaxplanet.worldmodels.data import held_actions
-from jaxplanet.worldmodels.run import CALIBRATE, RANDOM, Run, open_loop_episodes
+from jaxplanet.worldmodels.policies import open_loop_episodes
+from jaxplanet.worldmodels.run import CALIBRATE, RANDOM, Run
 from jaxplanet.worldmodels.train import world_model_params
 
 __all__ = [

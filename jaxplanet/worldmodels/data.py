@@ -31,15 +31,8 @@ from jaxplanet.core import logging as logging_lib
 from jaxplanet.core import resume
 from jaxplanet.envs.vector import WorkerDiedError
 from jaxplanet.worldmodels import dream, mdn_rnn, vae
-from jaxplanet.worldmodels.run import (
-    COLLECT,
-    ITERATE,
-    ControllerPolicy,
-    MissingInputError,
-    RandomPolicy,
-    RandomWeightsPolicy,
-    Run,
-)
+from jaxplanet.worldmodels.policies import ControllerPolicy, RandomPolicy, RandomWeightsPolicy
+from jaxplanet.worldmodels.run import COLLECT, ITERATE, MissingInputError, Run
 
 ROLLOUT_KEYS = ("obs", "action", "reward", "is_first", "terminated")
 #: Attempts per rollout index before a collect gives up on episodes that are all too short.

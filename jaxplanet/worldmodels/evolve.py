@@ -34,15 +34,8 @@ from jaxplanet.core import config as config_lib
 from jaxplanet.core import logging as logging_lib
 from jaxplanet.worldmodels import controllers, dream, mdn_rnn, vae
 from jaxplanet.worldmodels.calibrate import random_baseline
-from jaxplanet.worldmodels.run import (
-    CTRL,
-    EVAL,
-    ControllerPolicy,
-    Run,
-    finished,
-    require,
-    stage_state,
-)
+from jaxplanet.worldmodels.policies import ControllerPolicy
+from jaxplanet.worldmodels.run import CTRL, EVAL, Run, finished, require, stage_state
 from jaxplanet.worldmodels.train import world_model_params
 
 __all__ = [

@@ -16,6 +16,7 @@ from jaxplanet.solar import agent as solar
 from jaxplanet.solar import config as solar_config
 from jaxplanet.solar import eval as solar_eval
 from jaxplanet.solar import policy as solar_policy
+from jaxplanet.solar.state import RunState
 from tests.killed import Killed
 
 WALL_CLOCK = ("seconds",)
@@ -199,22 +200,15 @@ def test_step_mult_follows_the_models_own_improvement_estimates():
         return policy, info, local_[:2], local_[3]
 
     fns = {"fit": lambda *a: (local, next(estimates)), "improve": improve}
-    run = {
-        "train": types.SimpleNamespace(params=None, q=None),
-        "policy": policy,
-        "dyn": local[:2],
-        "step_mult": 1.0,
-        "predicted": 0.0,
-        "prev_cost": 0.0,
-    }
+    run = RunState(train=types.SimpleNamespace(params=None, q=None), policy=policy, dyn=local[:2])
     new = {"obs": None, "action": None}
     for phase in (1, 2, 3):
-        row = solar_policy.improve_policy(cfg, fns, run, new, phase)
-        assert row["model_cost"] == run["prev_cost"]
+        run, row = solar_policy.improve_policy(cfg, fns, run, new, phase)
+        assert row["model_cost"] == run.prev_cost
     # Iteration 2: predicted 4, actual 10 - 8 = 2 -> x 4 / (2 * 2) = 1. Iteration 3: actual 0.1
     # -> x 4 / 7.8 = 0.513. The true rollout costs play no part.
     np.testing.assert_allclose(mults, [1.0, 1.0, 4.0 / 7.8], rtol=1e-6)
-    run.update(step_mult=1.0, prev_cost=100.0)  # actual 92 >> predicted 4: x 5 at most
+    run = run.replace(step_mult=1.0, prev_cost=100.0)  # actual 92 >> predicted 4: x 5 at most
     estimates = iter([8.0])
     fns["fit"] = lambda *a: (local, next(estimates))
     solar_policy.improve_policy(cfg, fns, run, new, 4)
@@ -233,7 +227,7 @@ def test_canvas_starts_at_the_mean_pretraining_frame(tmp_path):
         [ep["obs"] for ep in replay.iter_episodes(tmp_path / "episodes", cfg.pretrain_rollouts)]
     )
     mean = np.clip(frames.astype(np.float32).mean(0) / 255, 1e-3, 1 - 1e-3)
-    canvas = np.asarray(run["train"].params["dec"]["canvas"])
+    canvas = np.asarray(run.train.params["dec"]["canvas"])
     np.testing.assert_allclose(1 / (1 + np.exp(-canvas)), mean, atol=1e-5)
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from jaxplanet.solar.policy import random_policy
+from jaxplanet.solar.state import RunState
 
 
 def _actions(policy, steps, first_at=(0,)):
@@ -39,7 +40,7 @@ def test_host_policy_gives_the_encoder_the_last_frames_newest_first():
         seen.append(np.asarray(obs))
         return jnp.zeros(2), belief
 
-    run = {"train": types.SimpleNamespace(params={}), "dyn": (None, None), "policy": None}
+    run = RunState(train=types.SimpleNamespace(params={}), dyn=(None, None))
     pol = host_policy({"act": act}, run, 2, 3, jax.random.key(0), 0.0, frames=2)
     frames = [np.full((64, 64, 3), i, np.uint8) for i in range(3)]
     for t, f in enumerate(frames):

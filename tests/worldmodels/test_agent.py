@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import types
 
 import jax
 import numpy as np
@@ -21,9 +20,11 @@ from jaxplanet.envs.vector import episodes as vector_episodes
 from jaxplanet.worldmodels import agent as wm
 from jaxplanet.worldmodels import config as wm_config
 from jaxplanet.worldmodels import data as wm_data
+from jaxplanet.worldmodels import policies as wm_policies
 from jaxplanet.worldmodels import run as wm_run
 from jaxplanet.worldmodels import vae
 from tests import dying_gym
+from tests.worldmodels import hold_lengths
 
 pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
 
@@ -358,54 +359,10 @@ def test_run_dir_written_before_the_released_options_still_resumes(tmp_path):
 # ----------------------------------------------------------------- random data as released
 
 
-def _hold_lengths(actions: np.ndarray) -> np.ndarray:
-    """Lengths of the runs of equal actions [T, A] (continuous draws: a change is a new draw),
-    the last (cut) run left out."""
-    change = np.flatnonzero(np.any(np.diff(actions, axis=0) != 0, axis=-1))
-    return np.diff(np.concatenate([[-1], change]))
-
-
-def _policy_run(hold: int, hold_max: int, m_action: str = "raw"):
-    ns = types.SimpleNamespace
-    return ns(
-        spec=ns(action_dim=2),
-        r=ns(random_hold=hold, random_hold_max=hold_max, action_map="continuous"),
-        cfg=ns(m_action=m_action),
-    )
-
-
-def _policy_actions(run, seeds: list[int], steps: int) -> np.ndarray:
-    policy = wm_run.RandomPolicy(run, seeds)
-    policy.start(list(range(len(seeds))))
-    return np.stack([policy.act(np.zeros((len(seeds), 64, 64, 3), np.uint8)) for _ in range(steps)])
-
-
-def test_random_policy_holds_each_action_for_a_uniform_number_of_steps():
-    run = _policy_run(hold=1, hold_max=10)
-    acts = _policy_actions(run, list(range(100, 120)), 2000)  # [T, 20, 2]
-    holds = np.concatenate([_hold_lengths(acts[:, j]) for j in range(20)])
-    assert holds.min() == 1 and holds.max() == 10
-    freq = np.bincount(holds, minlength=11)[1:] / len(holds)  # ~7,000 holds
-    np.testing.assert_allclose(freq, 0.1, atol=0.02)  # k ~ U{1..10}
-    assert abs(holds.mean() - 5.5) < 0.2
-    # Episode i draws from seeds[i] only: the same actions whichever call and slot run it.
-    again = _policy_actions(run, [7, 115], 300)
-    np.testing.assert_array_equal(again[:, 1], acts[:300, 15])
-
-
-def test_random_policy_fixed_hold_is_unchanged():
-    # The old behaviour: every `hold` steps one draw per episode from default_rng(seed + 7).
-    acts = _policy_actions(_policy_run(hold=3, hold_max=0), [11, 12], 9)
-    for j, seed in enumerate([11, 12]):
-        g = np.random.default_rng(seed + 7)
-        want = np.repeat(np.stack([g.uniform(-1.0, 1.0, 2) for _ in range(3)]), 3, axis=0)
-        np.testing.assert_array_equal(acts[:, j], want.astype(np.float32))
-
-
 def test_jax_random_rollouts_hold_actions_and_fixed_hold_is_unchanged():
     key = jax.random.key(0)
     acts = np.asarray(wm_data.held_actions(key, 5000, 1, 10, 1))
-    holds = _hold_lengths(acts)
+    holds = hold_lengths(acts)
     assert holds.min() == 1 and holds.max() == 10 and abs(holds.mean() - 5.5) < 0.25
     fixed = np.asarray(wm_data.held_actions(key, 7, 3, 0, 2))
     want = jax.random.uniform(key, (3, 2), minval=-1.0, maxval=1.0)
@@ -416,7 +373,7 @@ def test_stored_rollouts_hold_actions_for_several_steps(tmp_path):
     cfg = dataclasses.replace(CFG, episode_length=400, random_hold=5, random_hold_max=10)
     wm.train_and_evaluate(cfg, tmp_path / "run", stage="collect")
     _, eps = zip(*wm.load_rollouts(tmp_path / "run" / "rollouts"), strict=True)
-    holds = np.concatenate([_hold_lengths(ep["action"][1:]) for ep in eps])
+    holds = np.concatenate([hold_lengths(ep["action"][1:]) for ep in eps])
     assert len(holds) > 100 and holds.max() <= 10
     assert len(set(holds.tolist())) >= 8  # drawn 1..10, not the fixed random_hold = 5
     changes = np.mean([np.mean(np.diff(ep["action"][1:, 0]) != 0) for ep in eps])
@@ -711,51 +668,6 @@ def test_doom_rollouts_hold_actions_and_their_blank_last_frame_is_no_target(tmp_
         assert len(wm_data.vae_frames(run, ep)) == n + 1 - int(ep["terminated"])
 
 
-HAS_BOX2D = all(importlib.util.find_spec(m) for m in ("gymnasium", "Box2D"))
-
-
-@pytest.mark.skipif(not HAS_BOX2D, reason="needs gymnasium[box2d] (extra 'worldmodels')")
-def test_car_racing_rollouts_come_from_a_randomly_weighted_c(tmp_path):
-    # ~20 s: carracing/extract.py's data policy, a C with Cauchy(0, s) weights, s ~ U(0, 0.01),
-    # on an untrained V (z ~ N(0, 1) whatever the frame) and M.
-    cfg = dataclasses.replace(
-        wm_config.preset("quick", "car_racing"), rollouts=2, episode_length=60, workers=2,
-        progress=False,
-    )  # fmt: skip
-    run = wm.Run(cfg, tmp_path / "run")
-    assert run.r.random_policy == "weights"
-    wm.collect(run)
-    eps = [ep for _, ep in wm.load_rollouts(run.logdir / "rollouts")]
-    assert [len(ep["action"]) for ep in eps] == [61, 61]
-    seeds = [run.seed(wm_run.COLLECT, i) for i in range(3)]
-    policy = wm_run.RandomWeightsPolicy(run, seeds)
-    mean, std = vae.encode(policy.params["vae"], run.r.vae, eps[0]["obs"][:5])
-    np.testing.assert_array_equal(mean, 0.0)
-    np.testing.assert_array_equal(std, 1.0)
-    # The stored actions are C's: replaying episode 0's frames gives them again.
-    policy.start([0])
-    replay = np.concatenate([policy.act(o[None]) for o in eps[0]["obs"][:-1]])
-    np.testing.assert_allclose(replay, eps[0]["action"][1:], atol=1e-4)  # batch 1 vs 2
-    assert np.abs(replay).max() <= 1.0 and np.std(replay[:, 1]) > 0  # tanh, not constant
-
-    # A rollout is a function of its seed: the same weights and actions in another slot.
-    obs = np.random.default_rng(1).integers(0, 255, (8, 3, 64, 64, 3), dtype=np.uint8)
-    first = policy
-    second = wm_run.RandomWeightsPolicy(run, [seeds[2], seeds[0]])
-    first.start([0, 1, 2])
-    second.start([0, 1])
-    for t in range(8):
-        a, b = first.act(obs[t]), second.act(obs[t, [2, 0]])
-        np.testing.assert_allclose(b, a[[2, 0]], rtol=1e-5, atol=1e-6)
-    # Episode i's weights: Cauchy draws of default_rng(seed + 7) times s ~ U(0, 0.01).
-    g = np.random.default_rng(seeds[1] + 7)
-    scale = g.uniform(0.0, 0.01)
-    np.testing.assert_allclose(
-        first.flats[1], g.standard_cauchy(first.flats.shape[1]) * scale, rtol=1e-6
-    )
-    assert first.flats.shape[1] == 32 * 3 + 3  # quick's C on z alone, with a bias
-
-
 def test_random_weights_policy_is_for_host_tasks_and_quick_sizes_car_racing():
     with pytest.raises(config_lib.ConfigError, match="--random_policy=weights: .*point_reach"):
         wm.Run(dataclasses.replace(CFG, random_policy="weights"), "/nonexistent/never-written")
@@ -836,7 +748,7 @@ def test_open_loop_episodes_on_a_jax_task_match_stepping_it(tiny_run):
     run = wm.Run(CFG, tiny_run[0])
     keys = jax.random.split(jax.random.key(5), 3)
     acts = np.asarray(jax.random.uniform(jax.random.key(6), (3, 10, 2), minval=-1, maxval=1))
-    returns, lengths = wm_run.open_loop_episodes(run, acts, [0, 1, 2], keys, "x")
+    returns, lengths = wm_policies.open_loop_episodes(run, acts, [0, 1, 2], keys, "x")
     env = envs.make_jax("point_reach", episode_length=20)  # tiny: action repeat 2, 10 steps
     for e in range(3):
         state, _ = env.reset(keys[e])
