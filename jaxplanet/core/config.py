@@ -24,6 +24,7 @@ __all__ = [
     "override",
     "parse_value",
     "replace",
+    "task_preset",
     "to_dict",
 ]
 
@@ -43,6 +44,28 @@ def from_preset(presets: Mapping[str, Callable[[], C]], name: str) -> C:
     if name not in presets:
         raise ConfigError(f"--preset: unknown preset {name!r}; valid presets: {', '.join(presets)}")
     return presets[name]()
+
+
+def task_preset(
+    presets: Mapping[str, Callable[[], C]],
+    name: str,
+    env: str | None,
+    quick_tasks: Mapping[str, Mapping[str, Any]],
+    quick_base: Mapping[str, Any] | None = None,
+) -> C:
+    """Preset ``name`` for task ``env`` (None or the preset's own task: the preset as it is).
+
+    For another task the preset's ``env`` is replaced; ``quick`` then also takes
+    ``quick_base`` (what its own task's settings become elsewhere) and the task's entry in
+    ``quick_tasks`` (dotted names allowed). Unknown preset names raise `ConfigError`.
+    """
+    cfg = from_preset(presets, name)
+    if env is None or env == cfg.env:
+        return cfg
+    cfg = dataclasses.replace(cfg, env=env)
+    if name == "quick":
+        cfg = replace(cfg, **{**(quick_base or {}), **quick_tasks.get(env, {})})
+    return cfg
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -257,12 +257,4 @@ def preset(name: str, env: str | None = None) -> SolarConfig:
     takes the task's `QUICK_TASKS` settings (its random-start pretraining is for its own task,
     nav2d; other tasks keep their own starts unless `QUICK_TASKS` says so). Unknown names
     list the valid ones."""
-    cfg = config_lib.from_preset(PRESETS, name)
-    if env is None or env == cfg.env:
-        return cfg
-    cfg = dataclasses.replace(cfg, env=env)
-    if name == "quick":
-        cfg = config_lib.replace(
-            cfg, **{"pretrain_random_start": False, **QUICK_TASKS.get(env, {})}
-        )
-    return cfg
+    return config_lib.task_preset(PRESETS, name, env, QUICK_TASKS, {"pretrain_random_start": False})

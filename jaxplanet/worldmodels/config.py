@@ -532,10 +532,4 @@ QUICK_TASKS: dict[str, dict[str, Any]] = {
 def preset(name: str, env: str | None = None) -> WorldModelsConfig:
     """Config of a named preset for task ``env`` (default: the preset's own task); ``quick``
     takes the task's `QUICK_TASKS` settings. Unknown names list the valid ones."""
-    cfg = config_lib.from_preset(PRESETS, name)
-    if env is None or env == cfg.env:
-        return cfg
-    cfg = dataclasses.replace(cfg, env=env)
-    if name == "quick":
-        cfg = dataclasses.replace(cfg, **QUICK_TASKS.get(env, {}))
-    return cfg
+    return config_lib.task_preset(PRESETS, name, env, QUICK_TASKS)

@@ -91,3 +91,24 @@ def test_validate_rejects_inconsistent_values():
         config_lib.override(planet_config.tiny(), {"episodes": "2"})
     with pytest.raises(config_lib.ConfigError, match="--exploration_noise"):
         config_lib.override(planet_config.tiny(), {"exploration_noise": "-1"})
+
+
+def test_task_preset_changes_quick_for_another_task_only():
+    @dataclasses.dataclass(frozen=True)
+    class Run:
+        env: str = "own"
+        lr: float = 1e-3
+        inner: Inner = dataclasses.field(default_factory=Inner)
+
+    presets = {"paper": Run, "quick": lambda: Run(lr=1e-2, inner=Inner(size=9))}
+    tasks = {"other": {"inner.kind": "b"}}
+    base = {"inner.size": 5}
+    assert config_lib.task_preset(presets, "quick", None, tasks, base) == presets["quick"]()
+    assert config_lib.task_preset(presets, "quick", "own", tasks, base) == presets["quick"]()
+    other = config_lib.task_preset(presets, "quick", "other", tasks, base)
+    assert other == Run(env="other", lr=1e-2, inner=Inner(size=5, kind="b"))
+    third = config_lib.task_preset(presets, "quick", "third", tasks, base)
+    assert third == Run(env="third", lr=1e-2, inner=Inner(size=5))
+    assert config_lib.task_preset(presets, "paper", "other", tasks, base) == Run(env="other")
+    with pytest.raises(config_lib.ConfigError, match="valid presets: paper, quick"):
+        config_lib.task_preset(presets, "fast", "other", tasks)
