@@ -376,7 +376,7 @@ def banner(
     if done:
         stages += f" (done already: {', '.join(done)})"
     held = (
-        "a C with random Cauchy weights on the untrained V and M, as released: it drives"
+        "a C with random Cauchy weights on an untrained V and M, as released"
         if r.random_policy == "weights"
         else f"each action held 1..{r.random_hold_max} steps"
         if r.random_hold_max
@@ -391,9 +391,9 @@ def banner(
     where = f"the dream (tau {r.temperature:g})" if r.in_dream else "the real task"
     dream_eps = cfg.generations * cfg.population * cfg.rollouts_per_candidate
     every = "generation" if cfg.eval_every == 1 else f"{cfg.eval_every} generations"
+    scored = min(cfg.eval_episodes, cfg.rollouts_per_candidate)
     checks = (
-        f"; the mean scored on {min(cfg.eval_episodes, cfg.rollouts_per_candidate)} real "
-        f"episodes every {every}"
+        f"; the mean scored on {scored} real episode{'s' if scored > 1 else ''} every {every}"
         if cfg.eval_every
         else ""
     )
@@ -438,7 +438,9 @@ def banner(
             f"{'chunks of episode streams' if cfg.mdn_batches == 'streams' else 'windows'}",
         ),
     ]
-    if cfg.calibrate_episodes:
+    if cfg.calibrate_episodes and r.reward == "head" and not r.mdn.reward_head:
+        rows.append(("calibrate", "skipped: M has no reward head (C trains in the real task)"))
+    elif cfg.calibrate_episodes:
         rows.append(
             (
                 "calibrate",
@@ -451,7 +453,8 @@ def banner(
             "C",
             f"linear on {c_in}{'' if r.c_bias else ' (no bias)'}; CMA-ES in {where}: "
             f"{cfg.generations} generations x {cfg.population} candidates x "
-            f"{cfg.rollouts_per_candidate} rollouts = {dream_eps:,} episodes{checks}",
+            f"{cfg.rollouts_per_candidate} rollout{'s' if cfg.rollouts_per_candidate > 1 else ''}"
+            f" = {dream_eps:,} episodes{checks}",
         ),
         ("iterations", rounds),
         (
