@@ -54,10 +54,7 @@ __all__ = [
 def _evolution(run: Run) -> controllers.Evolution:
     """CMA-ES over C's flat parameters ((Z + H) * A + A of them, or (Z + 2H) * A for Doom's
     released C on [z, c, h] without a bias)."""
-    r = run.r
-    hidden = 0 if r.c_input == "z" else r.mdn.hidden
-    dims = (r.vae.z_dim, hidden, run.spec.action_dim, r.c_input == "zch", r.c_bias)
-    return _make_evolution(*dims, run.cfg.population, run.cfg.sigma_init)
+    return _make_evolution(*run.controller_dims(), run.cfg.population, run.cfg.sigma_init)
 
 
 @functools.lru_cache(maxsize=16)

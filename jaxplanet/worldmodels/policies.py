@@ -218,14 +218,8 @@ class RandomWeightsPolicy(ControllerPolicy):
             "vae": jax.tree.map(jnp.zeros_like, vae.init(r.vae, k_v)),
             "mdn": jax.tree.unflatten(m_tree, m_leaves),
         }
-        template = controllers.init(
-            k_c,
-            r.vae.z_dim,
-            0 if r.c_input == "z" else r.mdn.hidden,
-            a_dim,
-            cell=r.c_input == "zch",
-            bias=r.c_bias,
-        )
+        z, hidden, _, cell, bias = run.controller_dims()
+        template = controllers.init(k_c, z, hidden, a_dim, cell=cell, bias=bias)
         flat, unflatten = controllers.flatten(template)
         flats = []
         for seed in seeds:

@@ -133,6 +133,13 @@ class Run:
         rounds = range(self.r.iterations)
         return frozenset() if target is None else frozenset(target(r) for r in rounds)
 
+    def controller_dims(self) -> tuple[int, int, int, bool, bool]:
+        """C's shape as `controllers.init` takes it: (Z, H (0 for C on z alone), A, reads M's
+        cell state, has a bias)."""
+        r = self.r
+        hidden = 0 if r.c_input == "z" else r.mdn.hidden
+        return r.vae.z_dim, hidden, self.spec.action_dim, r.c_input == "zch", r.c_bias
+
     def key(self, stream: int, index: int = 0) -> jax.Array:
         """PRNG key ``index`` of stage ``stream``."""
         return jax.random.fold_in(jax.random.fold_in(self.root, stream), index)
