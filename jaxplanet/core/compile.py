@@ -1,6 +1,6 @@
 """The XLA compile options of the agents' jitted functions: one helper, one choice per kind.
 
-Every jitted function of the PlaNet agent that sets XLA options takes them from
+Every jitted function of the PlaNet and SOLAR agents that sets XLA options takes them from
 `compiler_options(kind)`, and the benchmarks time those same functions, so a benchmark measures
 what the agent runs:
 
@@ -9,7 +9,8 @@ what the agent runs:
   `planet.scale.make_act`, ``--collect=device`` collection); timed by
   ``benchmarks/planning.py`` (and ``benchmarks/scaling.py``);
 * ``"update"``: the training step, ELBO + Adam on a batch of sequences (``.update``,
-  ``.update_batch``, also the eval video's ``.open_loop``); timed by ``benchmarks/train.py``.
+  ``.update_batch``, also the eval video's ``.open_loop``); timed by ``benchmarks/train.py``;
+* ``"solar"``: every jitted function of the SOLAR agent (`solar.policy.make_functions`).
 
 Use as ``jax.jit(fn, compiler_options=compiler_options("act") or None)`` (or pass the dict to
 ``jax.jit(fn).lower(...).compile(compiler_options=...)``).
@@ -70,8 +71,13 @@ CPU_VARIANTS: dict[str, dict[str, str]] = {
     "no_ynn": {YNN_FUSION_TYPE: ""},  # XLA's own (Eigen) dots and convolutions
 }
 
-KINDS = ("act", "update")
-CHOICE: dict[str, str] = {"act": "ynn_no_conv", "update": "ynn_no_conv"}
+KINDS = ("act", "update", "solar")
+# "solar": every jitted SOLAR function. Chosen for liveness, not speed: with YNNPACK dots the
+# SOLAR train step deadlocked on a 2-core CPU during reacher pretraining -- with "ynn_no_conv"
+# at latent 10, and with XLA's defaults at latent 8 with a velocity half, twice in a row (all
+# threads idle, the next call waiting on a semaphore) -- while four full reacher runs of the
+# same configurations compiled with "no_ynn" finished.
+CHOICE: dict[str, str] = {"act": "ynn_no_conv", "update": "ynn_no_conv", "solar": "no_ynn"}
 
 
 @functools.cache

@@ -296,8 +296,14 @@ def banner(
         )
     encoder = "spatial-softmax" if m.encoder == "spatial_softmax" else "conv"
     model = (
-        f"{'SOLAR' if m.variant == 'solar' else 'VAE ablation'}: latent {m.latent}, "
-        f"{m.dynamics.replace('_', '-')} MNIW dynamics, {encoder} encoder "
+        f"{'SOLAR' if m.variant == 'solar' else 'VAE ablation'}: latent {m.latent}"
+        + (
+            f" ({m.latent // 2} positions seen, {m.latent // 2} velocities inferred)"
+            if m.velocity
+            else ""
+        )
+        + ", "
+        + f"{m.dynamics.replace('_', '-')} MNIW dynamics, {encoder} encoder "
         + (f"on windows of {m.frames} frames " if m.frames > 1 else "")
         + f"{tuple(m.channels)}, hidden {m.hidden}, lr {m.lr:g}"
         + (", canvas" if m.canvas else "")

@@ -139,6 +139,12 @@ class SolarConfig:
             raise config_lib.ConfigError("--model.encoder: must be conv or spatial_softmax")
         if self.model.frames < 1:
             raise config_lib.ConfigError(f"--model.frames: must be >= 1, got {self.model.frames}")
+        if self.model.velocity and (self.model.latent % 2 or self.model.variant != "solar"):
+            raise config_lib.ConfigError(
+                "--model.velocity: needs an even --model.latent (positions and their "
+                "velocities) and --model.variant=solar (the VAE has no smoother to infer them); "
+                f"got latent {self.model.latent}, variant {self.model.variant}"
+            )
         if len(self.model.channels) != 3:
             raise config_lib.ConfigError("--model.channels: must name 3 conv layers")
         if self.mpc.top_k > self.mpc.candidates:

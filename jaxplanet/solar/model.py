@@ -47,6 +47,8 @@ from jaxplanet.solar import lgssm, mniw
 
 __all__ = [
     "ModelConfig",
+    "FLAT_VAR",
+    "observed",
     "Encoder",
     "SpatialSoftmaxEncoder",
     "Decoder",
@@ -117,9 +119,29 @@ class ModelConfig:
     frames: int = _field(
         1, "frames the encoder sees: the current one and frames - 1 before it (sliding window)"
     )
+    # Not in the paper: an arm is a second-order system (a torque changes its velocity; one
+    # step moves its position by ~1/100 of what 15 held steps do), so in a latent of positions
+    # alone the control matrix is near zero. With ``velocity`` the latent's second half is a
+    # velocity that no frame measures: it is inferred by the smoother from how the first half
+    # moves (`encode`, `decode`, `prior_dynamics`).
+    velocity: bool = _field(
+        False,
+        "the latent's second half is the first half's velocity: the encoder and decoder see the "
+        "first half only, and the MNIW prior's mean is p' = p + v, v' = v (not in the paper)",
+    )
 
 
 _KERNELS, _STRIDES, _DECONV_KERNELS = (7, 5, 3), (1, 2, 2), (3, 6, 7)
+
+#: With ``velocity``: the variance of the flat potential on the velocity half (no frame
+#: measures it; 1e4 against latents of order 1 leaves it to the dynamics).
+FLAT_VAR = 1e4
+
+
+def observed(cfg: ModelConfig) -> int:
+    """How many latent entries the encoder measures and the decoder draws (n, or n / 2 with
+    ``velocity``)."""
+    return cfg.latent // 2 if cfg.velocity else cfg.latent
 
 
 class _PotentialEncoder(nn.Module):
@@ -215,14 +237,14 @@ class SpatialSoftmaxEncoder(_PotentialEncoder):
 def _encoder(cfg: ModelConfig) -> nn.Module:
     if cfg.encoder == "spatial_softmax":
         return SpatialSoftmaxEncoder(
-            cfg.latent,
+            observed(cfg),
             cfg.channels,
             cfg.hidden,
             cfg.min_potential_var,
             cfg.conv_impl,
             temperature=cfg.softmax_temperature,
         )
-    return Encoder(cfg.latent, cfg.channels, cfg.hidden, cfg.min_potential_var, cfg.conv_impl)
+    return Encoder(observed(cfg), cfg.channels, cfg.hidden, cfg.min_potential_var, cfg.conv_impl)
 
 
 def _decoder(cfg: ModelConfig) -> Decoder:
@@ -236,7 +258,7 @@ def init_params(cfg: ModelConfig, key: jax.Array, action_dim: int) -> dict:
     p = cfg.latent + action_dim
     return {
         "enc": _encoder(cfg).init(k_enc, obs)["params"],
-        "dec": _decoder(cfg).init(k_dec, jnp.zeros((1, cfg.latent)))["params"],
+        "dec": _decoder(cfg).init(k_dec, jnp.zeros((1, observed(cfg))))["params"],
         "cost": {
             "L": 0.1 * jnp.eye(p),
             "c": jnp.zeros((p,)),
@@ -261,8 +283,14 @@ def init_canvas(params: dict, obs: Any) -> dict:
 
 
 def encode(params: dict, cfg: ModelConfig, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Windows uint8 [..., 64, 64, 3 * frames] -> potential means, variances [..., n]."""
-    return _encoder(cfg).apply({"params": params["enc"]}, obs)
+    """Windows uint8 [..., 64, 64, 3 * frames] -> potential means, variances [..., n]
+    (with ``velocity``, the velocity half's potential is flat: mean 0, variance `FLAT_VAR`)."""
+    mean, var = _encoder(cfg).apply({"params": params["enc"]}, obs)
+    if not cfg.velocity:
+        return mean, var
+    flat = cfg.latent - mean.shape[-1]
+    zeros = jnp.zeros(mean.shape[:-1] + (flat,), mean.dtype)
+    return jnp.concatenate([mean, zeros], -1), jnp.concatenate([var, zeros + FLAT_VAR], -1)
 
 
 def windows(obs: jax.Array, frames: int) -> jax.Array:
@@ -283,8 +311,9 @@ def encode_rollouts(params: dict, cfg: ModelConfig, obs: jax.Array) -> tuple[jax
 
 
 def decode(params: dict, cfg: ModelConfig, s: jax.Array) -> jax.Array:
-    """Latents [..., n] -> Bernoulli logits [..., 64, 64, 3]."""
-    return _decoder(cfg).apply({"params": params["dec"]}, s)
+    """Latents [..., n] -> Bernoulli logits [..., 64, 64, 3] (from the first `observed`
+    entries)."""
+    return _decoder(cfg).apply({"params": params["dec"]}, s[..., : observed(cfg)])
 
 
 def cost_matrices(params: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -303,6 +332,9 @@ def predict_cost(params: dict, s: jax.Array, a: jax.Array) -> jax.Array:
 def prior_dynamics(cfg: ModelConfig, action_dim: int, transitions: int) -> mniw.MNIW:
     """MNIW prior: one (global) or one per transition (time-varying, leading axis)."""
     prior = mniw.default_prior(cfg.latent, action_dim, cfg.prior_scale)
+    if cfg.velocity:  # positions move by their velocities: M0 = [[I, I, 0], [0, I, 0]]
+        h = observed(cfg)
+        prior = prior._replace(M=prior.M.at[:h, h : 2 * h].set(jnp.eye(h, dtype=prior.M.dtype)))
     return prior if cfg.dynamics == "global" else mniw.stack(prior, transitions)
 
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxplanet.core import compile as compile_lib
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.planners import cem, lqr
 from jaxplanet.solar import fit as solar_fit
@@ -54,11 +55,9 @@ def make_functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4)
 def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
     mcfg, T, n = cfg.model, cfg.horizon, cfg.model.latent
-    # XLA's own options: with PlaNet's "update" choice (`core.compile`: Eigen convolutions,
-    # YNNPACK dots) the SOLAR train step at latent 10 (the paper's size) deadlocked on CPU after
-    # its first steps (seen twice in a reacher run and in a standalone loop; XLA's defaults ran
-    # the same loop).
-    jit = jax.jit
+    # `core.compile`'s "solar" options: XLA's own (Eigen) dots; with YNNPACK dots the train
+    # step deadlocked on CPU (see `core.compile.CHOICE`).
+    jit = functools.partial(jax.jit, compiler_options=compile_lib.compiler_options("solar") or None)
 
     def belief_step(params, belief, F, Q, prev_action, obs, t):
         pm, pv = solar.encode(params, mcfg, obs)

@@ -24,7 +24,7 @@ TINY_TRAIN += ["--hidden", "8", "--action_dim", "2"]
 
 
 def test_compiler_options_per_kind():
-    assert compile_lib.KINDS == ("act", "update")
+    assert compile_lib.KINDS == ("act", "update", "solar")
     for kind in compile_lib.KINDS:
         assert compile_lib.compiler_options(kind, backend="gpu") == {}
         options = compile_lib.compiler_options(kind, backend="cpu")

@@ -174,7 +174,12 @@ def test_pretrain_random_start_needs_a_task_that_has_it():
 
 @pytest.mark.parametrize(
     "model, match",
-    [({"encoder": "resnet"}, "--model.encoder"), ({"channels": (4, 4)}, "--model.channels")],
+    [
+        ({"encoder": "resnet"}, "--model.encoder"),
+        ({"channels": (4, 4)}, "--model.channels"),
+        ({"velocity": True, "latent": 3}, "--model.velocity: needs an even --model.latent"),
+        ({"velocity": True, "latent": 4, "variant": "vae"}, "--model.velocity: .*variant=solar"),
+    ],
 )
 def test_model_encoder_and_channels_are_validated(model, match):
     cfg = _cfg()

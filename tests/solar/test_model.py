@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxplanet.envs import nav2d
+from jaxplanet.solar import lgssm
 from jaxplanet.solar import model as solar
 
 TINY = solar.ModelConfig(latent=3, channels=(4, 4, 2), hidden=16, dynamics="global", svi_step=0.5)
@@ -181,3 +182,54 @@ def test_two_frame_model_encodes_windows_and_trains():
         assert bool(metrics["finite"])
         losses.append(float(metrics["loss"]))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_velocity_half_is_unseen_by_encoder_and_decoder_and_moves_the_positions():
+    """``velocity=True``: the encoder measures the first n/2 entries (the rest get a flat
+    potential), the decoder draws from them alone, and the prior's mean is p' = p + v, v' = v."""
+    cfg = dataclasses.replace(TINY, latent=4, velocity=True)
+    params = solar.init_params(cfg, jax.random.key(0), 2)
+    obs = _data()["obs"][0]
+    mean, var = solar.encode(params, cfg, obs)
+    assert mean.shape == var.shape == (7, 4)
+    np.testing.assert_array_equal(mean[:, 2:], 0.0)
+    np.testing.assert_array_equal(var[:, 2:], solar.FLAT_VAR)
+    plain = dataclasses.replace(cfg, velocity=False, latent=2)
+    want, want_var = solar.encode(params, plain, obs)  # the same network, 2 outputs
+    np.testing.assert_array_equal(mean[:, :2], want)
+    np.testing.assert_array_equal(var[:, :2], want_var)
+    s = jax.random.normal(jax.random.key(1), (3, 4))
+    moved = s.at[:, 2:].add(5.0)
+    np.testing.assert_array_equal(solar.decode(params, cfg, s), solar.decode(params, cfg, moved))
+    M = np.asarray(solar.prior_dynamics(cfg, 2, 6).M)
+    want_M = np.zeros((4, 6))
+    want_M[:4, :4] = [[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]]
+    np.testing.assert_array_equal(M, want_M)
+
+
+def test_smoother_infers_the_unseen_velocity_as_the_least_squares_slope():
+    """Known answer: positions measured with equal noise, a constant-velocity model with a
+    diffuse start and (almost) no process noise -- the smoothed velocity is the slope of the
+    least-squares line through the measurements, at every step."""
+    T, h = 20, 2
+    rng = np.random.default_rng(0)
+    t = np.arange(T + 1)
+    slope, start = np.array([0.3, -0.7]), np.array([1.0, 2.0])
+    y = start + np.outer(t, slope) + 0.1 * rng.standard_normal((T + 1, h))
+    cfg = dataclasses.replace(TINY, latent=2 * h, velocity=True)
+    F = np.asarray(solar.prior_dynamics(cfg, 1, T).M)  # [[I, I, 0], [0, I, 0]]
+    pm = np.c_[y, np.zeros((T + 1, h))]
+    pv = np.r_[[0.01] * h, [solar.FLAT_VAR] * h]
+    post = lgssm.smooth_full(
+        jnp.zeros(2 * h),
+        1e4 * jnp.eye(2 * h),
+        jnp.broadcast_to(F, (T, 2 * h, 2 * h + 1)),
+        jnp.broadcast_to(1e-8 * jnp.eye(2 * h), (T, 2 * h, 2 * h)),
+        jnp.zeros((T, 1)),
+        jnp.asarray(pm, jnp.float32),
+        jnp.broadcast_to(jnp.diag(jnp.asarray(pv, jnp.float32)), (T + 1, 2 * h, 2 * h)),
+    )
+    fit = np.polyfit(t, y, 1)  # [2, h]: slope, intercept per axis
+    means = np.asarray(post.means)
+    np.testing.assert_allclose(means[:, h:], np.tile(fit[0], (T + 1, 1)), atol=2e-3)
+    np.testing.assert_allclose(means[:, :h], np.outer(t, fit[0]) + fit[1], atol=2e-2)
