@@ -168,17 +168,18 @@ def test_quick_takes_the_tasks_own_settings_and_the_banner_shows_only_the_flags(
     nav_banner = solar.banner(nav, "runs/x", "quick", backend="cpu")
     assert "model steps, from random starts\n" in nav_banner
     assert "x step_mult (0.1-1) per iteration" in nav_banner
-    assert (reacher.env, reacher.horizon, reacher.kl_step, reacher.model.latent) == (
+    assert (reacher.env, reacher.horizon, reacher.action_repeat, reacher.kl_step) == (
         "reacher_solar",
-        50,
-        1.0,
-        6,
+        12,
+        4,
+        4.0,
     )
+    assert (reacher.model.latent, reacher.model.velocity, reacher.policy_min_std) == (8, True, 0.2)
     assert reacher.pretrain_random_start and not reacher.pretrain_random_target
     assert reacher.model.encoder == nav.model.encoder  # the rest is quick's
     assert solar_config.preset("paper", "reacher_solar").horizon == solar_config.paper().horizon
     args, overrides = cli.parse_args(["--env=reacher_easy", "--preset=quick", "--seed=1"])
     cfg = solar_config.preset(args.preset, overrides["env"])
-    assert cfg.horizon == 50 and not cfg.pretrain_random_start
+    assert cfg.horizon == 12 and not cfg.pretrain_random_start
     banner = solar.banner(dataclasses.replace(cfg, iterations=3), "runs/x", "quick", None, "cpu")
     assert re.search(r"preset\s+quick, changed: iterations=3\n", banner), banner

@@ -40,6 +40,7 @@ __all__ = [
     "check_improvement",
     "refit_cost",
     "improve_policy",
+    "floor_covariance",
 ]
 
 
@@ -237,6 +238,13 @@ def refit_cost(
     return run.replace(train=state), {"cost_rmse": float(rmse)}
 
 
+def floor_covariance(cov: jax.Array, min_var: float) -> jax.Array:
+    """Covariances [..., m, m] with every eigenvalue raised to at least ``min_var`` (the
+    eigenvectors kept)."""
+    w, v = jnp.linalg.eigh(cov)
+    return jnp.einsum("...ij,...j,...kj->...ik", v, jnp.maximum(w, min_var), v)
+
+
 def improve_policy(
     cfg: SolarConfig,
     fns: dict[str, Any],
@@ -287,6 +295,8 @@ def improve_policy(
         )
         policy, dyn = run.policy, run.dyn
         info = info._replace(cost_new=info.cost_old)
+    elif cfg.policy_min_std > 0:
+        policy = policy._replace(cov=floor_covariance(policy.cov, cfg.policy_min_std**2))
     predicted = float(info.cost_old - info.cost_new)
     run = run.replace(
         policy=policy, dyn=dyn, step_mult=step_mult, prev_cost=estimate, predicted=predicted

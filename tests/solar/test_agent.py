@@ -220,6 +220,25 @@ def test_step_mult_follows_the_models_own_improvement_estimates():
     assert mults[-1] == 5.0
 
 
+@pytest.mark.parametrize("min_std, want", [(0.0, 1e-4), (0.2, 0.04)])
+def test_policy_min_std_floors_the_new_policys_covariance(min_std, want):
+    cfg, T, n, m = dataclasses.replace(_cfg(), policy_min_std=min_std), 5, 3, 2
+    tight = lqr.Policy(
+        jnp.ones((T, m, n)), jnp.ones((T, m)), jnp.tile(1e-4 * jnp.eye(m), (T, 1, 1))
+    )
+    local = (jnp.zeros((T, n, n + m)), jnp.tile(jnp.eye(n), (T, 1, 1)), jnp.zeros(n), jnp.eye(n))
+    one = jnp.asarray(1.0)
+    info = lqr.FLMInfo(one, one, jnp.asarray(True), jnp.asarray(True), one, one * 10, one * 6)
+    fns = {
+        "fit": lambda *a: (local, 10.0),
+        "improve": lambda *a: (tight, info, local[:2], local[3]),
+    }
+    run = RunState(train=types.SimpleNamespace(params=None, q=None), policy=tight, dyn=local[:2])
+    run, _ = solar_policy.improve_policy(cfg, fns, run, {"obs": None, "action": None}, 1)
+    np.testing.assert_allclose(run.policy.cov, np.tile(want * np.eye(m), (T, 1, 1)), rtol=1e-5)
+    np.testing.assert_array_equal(run.policy.K, tight.K)  # the gains are the new policy's
+
+
 def test_canvas_starts_at_the_mean_pretraining_frame(tmp_path):
     """``--model.canvas``: after the pretraining rollouts, before any model step, the decoder's
     per-pixel output bias holds the logits of their mean frame."""

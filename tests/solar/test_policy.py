@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxplanet.solar.policy import random_policy
+from jaxplanet.solar.policy import floor_covariance, random_policy
 from jaxplanet.solar.state import RunState
 
 
@@ -47,3 +47,14 @@ def test_host_policy_gives_the_encoder_the_last_frames_newest_first():
         pol(f, t == 0)
     assert [w.shape for w in seen] == [(64, 64, 6)] * 3
     assert [(int(w[0, 0, 0]), int(w[0, 0, 3])) for w in seen] == [(0, 0), (1, 0), (2, 1)]
+
+
+def test_floor_covariance_raises_small_eigenvalues_and_keeps_the_rest():
+    """Known answer: R diag(0.01, 1) R^T with the floor 0.04 becomes R diag(0.04, 1) R^T; a
+    covariance above the floor is unchanged."""
+    c, s = np.cos(0.3), np.sin(0.3)
+    R = np.array([[c, -s], [s, c]])
+    cov = np.stack([R @ np.diag([0.01, 1.0]) @ R.T, np.diag([0.5, 0.2])])
+    out = np.asarray(floor_covariance(cov, 0.04))
+    np.testing.assert_allclose(out[0], R @ np.diag([0.04, 1.0]) @ R.T, atol=1e-6)
+    np.testing.assert_allclose(out[1], cov[1], atol=1e-6)
