@@ -56,8 +56,8 @@ def make_functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4)
 def _functions(cfg: SolarConfig, action_dim: int) -> dict[str, Any]:
     mcfg, T, n = cfg.model, cfg.horizon, cfg.model.latent
-    # `core.compile`'s "solar" options: XLA's own (Eigen) dots; with YNNPACK dots the train
-    # step deadlocked on CPU (see `core.compile.CHOICE`).
+    # `core.compile`'s "solar" options: XLA's defaults (a deadlock seen with YNNPACK dots, and
+    # its workaround, are described at `core.compile.CHOICE`).
     jit = functools.partial(jax.jit, compiler_options=compile_lib.compiler_options("solar") or None)
 
     def belief_step(params, belief, F, Q, prev_action, obs, t):

@@ -58,8 +58,8 @@ def test_quick_preset_reaches_the_goal(tmp_path):
 def test_quick_preset_learns_the_papers_reacher(tmp_path):
     """``--env=reacher_solar --preset=quick``, seed 0 (~4.5 min on 2 cores): the mean of the
     last two evaluations is better than random actions by more than half their cost and better
-    than standing still (a = 0: -6.03 at this action repeat) by more than 2. Measured: -3.07
-    against random -6.91 (seed 1: -3.27 against -6.78; docs/solar.md)."""
+    than standing still (a = 0: -6.03 at this action repeat) by more than 2. Measured: -3.17
+    against random -6.91 (docs/solar.md)."""
     pytest.importorskip("dm_control", reason="dm_control not installed")
     from jaxplanet.envs import dmc
 
