@@ -1,4 +1,5 @@
-"""Shared test settings: CPU only, deterministic, headless rendering, compiled programs freed."""
+"""Shared test settings: CPU only, deterministic, headless rendering, compiled programs freed;
+the dm_control rendering fixture."""
 
 import gc
 import os
@@ -23,3 +24,15 @@ def _free_compiled_programs():
 
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def backend():
+    """dm_control's headless GL backend; skips (with the reason) where it cannot render."""
+    pytest.importorskip("dm_control", reason="dm_control not installed")
+    from jaxplanet.envs import dmc
+
+    try:
+        return dmc.gl_backend()
+    except RuntimeError as e:
+        pytest.skip(f"no headless GL rendering: {e}")
