@@ -4,12 +4,12 @@ PlaNet (Hafner et al., ICML 2019) plans every action with CEM over the RSSM prio
 candidates x horizon 12 x 10 iterations of one latent transition (img_step + reward head),
 about 92.5 GFLOP at paper size. This benchmark times the agent's OWN jitted act, the function
 the PlaNet agent calls at every environment step, compiled with the agent's XLA options
-(`jaxplanet.core.compile.compiler_options("act")`): `planet.agent.make_functions(cfg, A).act`
-for one environment, or `planet.scale.make_act(cfg, A)` for ``--batch`` N > 1 beliefs
-in one call (the agent with ``--num_envs=N``). One call = posterior step (conv encoder on the
-new frame + RSSM) + CEM from a sample of the belief + exploration noise. FLOP/s are reported as
-a fraction of the fp32 matmul peak measured in the same process right before each timed call
-(DESIGN.md, "Performance method").
+(`jaxplanet.core.compile.compiler_options("act")`): `planet.scale.make_act(cfg, A)`, the act
+the training loop collects with, for ``--batch`` N beliefs in one call (the agent with
+``--num_envs=N``; N = 1 is exactly the one-env `acting.act` that evaluation also runs).
+One call = posterior step (conv encoder on the new frame + RSSM) + CEM from a sample of the
+belief + exploration noise. FLOP/s are reported as a fraction of the fp32 matmul peak measured
+in the same process right before each timed call (DESIGN.md, "Performance method").
 
     python -m benchmarks.planning --json out/planning.json
     python -m benchmarks.planning --batch 16 --candidates 100   # 16 beliefs in one call
@@ -171,25 +171,21 @@ def init_params(args: argparse.Namespace) -> Any:
 
 def agent_act(args: argparse.Namespace, batch: int = 1) -> Any:
     """The agent's own jitted act for ``batch`` environments (the object the agent calls)."""
-    from jaxplanet.planet import agent
     from jaxplanet.planet import scale as planet_scale
 
-    cfg = agent_config(args, batch)
-    if batch == 1:
-        return agent.make_functions(cfg, args.action_dim).act
-    return planet_scale.make_act(cfg, args.action_dim)
+    return planet_scale.make_act(agent_config(args, batch), args.action_dim)
 
 
 def act_inputs(args: argparse.Namespace, batch: int, params: Any) -> tuple:
     """Arguments of one act call: a frame per env after a first (reset) step."""
     cfg = agent_config(args, batch)
     k_obs, k_act = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 7))
-    shape = (batch,) if batch > 1 else ()
+    shape = (batch,)
     obs = jax.random.randint(k_obs, (*shape, 64, 64, 3), 0, 256).astype(jnp.uint8)
     belief = rssm.initial_state(cfg.model, shape)
     prev_action = jnp.zeros((*shape, args.action_dim), jnp.float32)
     first = jnp.ones(shape, bool)
-    keys = jax.random.split(k_act, batch) if batch > 1 else k_act
+    keys = jax.random.split(k_act, batch)
     noise = cfg.exploration_noise  # a Python float, as the agent passes it
     return (params, belief, prev_action, obs, first, keys, noise)
 
@@ -197,9 +193,8 @@ def act_inputs(args: argparse.Namespace, batch: int, params: Any) -> tuple:
 def setup(args: argparse.Namespace, batch: int, params: Any = None) -> dict[str, Any]:
     """The agent's act for `batch` beliefs and the arguments of one call.
 
-    One belief: the agent's single-env act (unbatched, as the agent with one environment runs
-    it); `batch` > 1: the agent's batched act. `params` (default: `init_params(args)`) lets
-    callers reuse one model across setups.
+    The training loop's act for `batch` beliefs (rows [batch, ...]). `params` (default:
+    `init_params(args)`) lets callers reuse one model across setups.
     """
     params = init_params(args) if params is None else params
     return dict(
@@ -266,11 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "action_dim": args.action_dim,
             "model": dataclasses.asdict(cfg),
         },
-        "function": (
-            "planet.agent.make_functions(cfg, A).act"
-            if batch == 1
-            else "planet.scale.make_act(cfg, A) (cfg.num_envs = batch)"
-        ),
+        "function": "planet.scale.make_act(cfg, A) (cfg.num_envs = batch)",
         "compile_seconds": compile_seconds,
         "compiler_options": parts["options"],
         **timing,

@@ -144,10 +144,12 @@ def shard_train_step(
     mesh: Mesh,
     donate: bool = False,
     compiler_options: dict[str, Any] | None = None,
+    batch_axis: int = 0,
 ) -> Callable[[Any, Any, jax.Array], tuple[Any, Any]]:
     """Data-parallel ``train_step_fn(state, batch, key) -> (state, metrics)``, jitted.
 
-    The batch (every leaf [B, ...]) is split over the mesh along B; ``state`` (params,
+    The batch (every leaf [B, ...], or [..., B, ...] with B at ``batch_axis``) is split over
+    the mesh along B; ``state`` (params,
     optimiser), ``key`` and the outputs are replicated. Bind the model config first, e.g.
     ``lambda s, b, k: planet.train_step(s, cfg, b, k)``. Inputs may live anywhere: jit moves
     them to the given shardings (use `shard_batch` / `replicate` to place them ahead).
@@ -157,11 +159,12 @@ def shard_train_step(
       mesh: 1-D mesh (`make_mesh`).
       donate: donate the old state's buffers.
       compiler_options: XLA options for the compiled step.
+      batch_axis: where B is in the batch's leaves (1 behind a seed axis).
 
     Returns:
       The jitted step with the same signature.
     """
-    rep, split = replicated(mesh), batch_sharding(mesh)
+    rep, split = replicated(mesh), batch_sharding(mesh, batch_axis)
     return jax.jit(
         train_step_fn,
         in_shardings=(rep, split, rep),

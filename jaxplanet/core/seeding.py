@@ -5,15 +5,18 @@ A run's episodes never share an env seed with another run's or with its own eval
 * `episode_seed(seed, index, offset)`: episode ``index`` of the run with ``seed`` (``offset``
   keeps a stream of episodes apart from the run's main one, e.g. SOLAR's random baseline);
 * `eval_seed(phase, index)`: evaluation episode ``index`` after training phase ``phase``
-  (the same checkpoint gives the same returns, whatever the run's seed).
+  (the same checkpoint gives the same returns, whatever the run's seed);
+* `EVAL_ENV_OFFSET`: a run with ``seed`` builds its evaluation env with ``seed + EVAL_ENV_OFFSET``
+  (PlaNet and SOLAR, in training and in ``--mode=eval``).
 """
 
 from __future__ import annotations
 
-__all__ = ["EPISODE_SEED", "EVAL_SEED", "episode_seed", "eval_seed"]
+__all__ = ["EPISODE_SEED", "EVAL_ENV_OFFSET", "EVAL_SEED", "episode_seed", "eval_seed"]
 
 EPISODE_SEED = 1_000_003  # a prime: runs with seeds s and s + 1 have disjoint episode seeds
 EVAL_SEED = 10_000_019  # a prime above any run's episode count times EPISODE_SEED's reach
+EVAL_ENV_OFFSET = 10_000  # the evaluation env's seed is the run's seed plus this
 
 
 def episode_seed(seed: int, index: int, offset: int = 0) -> int:

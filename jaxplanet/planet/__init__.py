@@ -15,7 +15,12 @@ Model:
 
 Training loop:
 
-* `agent`: collect -> update -> evaluate (`train_and_evaluate`, `evaluate_run`);
+* `agent`: collect -> update -> evaluate -> checkpoint (`train_and_evaluate`; it re-exports
+  the pieces below that users call, e.g. `evaluate_run`, `make_functions`);
+* `functions`: the jitted act / update / replay functions and the update loop `train`;
+* `evaluate`: noise-free evaluation, in training and from a checkpoint (``--mode=eval``);
+* `report`: the start banner and the end-of-run table;
+* `run_state`: what a run checkpoints and how it reads back;
 * `config`: `PlanetConfig` and its presets;
 * `acting`: belief update + CEM planning + exploration noise, for one or many environments;
 * `collect`: N episodes at once, on the host or on the device;
@@ -74,10 +79,14 @@ _MODULES = [
     "agent",
     "collect",
     "config",
+    "evaluate",
+    "functions",
     "losses",
     "model",
     "planning",
+    "report",
     "rssm",
+    "run_state",
     "scale",
     "seeds",
     "train",

@@ -15,8 +15,9 @@ episode indices ``i .. i + N - 1`` (``N = --num_envs``) of each of ``K = --num_s
   (`jaxplanet.envs.vector`), pure-JAX ones either in-process or, with ``--collect=device``,
   as one ``lax.scan`` on the device (`jaxplanet.planet.collect.device_episodes`).
 
-Arrays of K seeds carry a leading seed axis [K, ...] (train state, replay, root keys); with
-K = 1 there is no seed axis and every function is the single-seed one.
+Arrays of K seeds carry a leading seed axis [K, ...] (train state, replay, root keys), a single
+run included (K = 1; `seeds.over_axis` keeps its numbers those of the functions without the
+axis). One seed with one env collects in this process with the lane's own env.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxplanet import envs
 from jaxplanet.core import compile as compile_lib
 from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
@@ -42,13 +44,32 @@ __all__ = [
     "Lane",
     "add_lane",
     "collect_round",
+    "env_options",
     "fold",
     "lane_config",
     "lane_dir",
     "make_act",
+    "make_env",
     "make_mesh",
     "split",
 ]
+
+fold, split = seeds.fold, seeds.split  # key helpers over a seed axis (kept under these names)
+
+
+def env_options(cfg: PlanetConfig) -> dict[str, Any]:
+    """The task options a run sets (action repeat, episode length; 0 = the task's default)."""
+    options: dict[str, Any] = {}
+    if cfg.action_repeat:
+        options["action_repeat"] = cfg.action_repeat
+    if cfg.episode_length:
+        options["episode_length"] = cfg.episode_length
+    return options
+
+
+def make_env(cfg: PlanetConfig, seed: int) -> envs.HostEnv:
+    """The task of ``cfg.env``; action repeat / episode length default to the task's."""
+    return envs.make(cfg.env, seed=seed, **env_options(cfg))
 
 
 def lane_config(cfg: PlanetConfig, k: int) -> PlanetConfig:
@@ -64,11 +85,11 @@ def lane_dir(logdir: Path, cfg: PlanetConfig, k: int) -> Path:
 class Lane:
     """One seed's host-side handles: its config, train and eval envs, folder and logger."""
 
-    def __init__(self, cfg: PlanetConfig, logdir: Path, make_env: Any, eval_seed_offset: int):
+    def __init__(self, cfg: PlanetConfig, logdir: Path):
         self.cfg = cfg
         self.logdir = logdir
         self.env = make_env(cfg, seed=cfg.seed)
-        self.eval_env = make_env(cfg, seed=cfg.seed + eval_seed_offset)
+        self.eval_env = make_env(cfg, seed=cfg.seed + seeding.EVAL_ENV_OFFSET)
         self.episode_dir = logdir / "episodes"
         self.logger: logging_lib.Logger | None = None
         self.returns: list[float] = []
@@ -78,20 +99,6 @@ class Lane:
         for obj in (self.env, self.eval_env, self.logger):
             if obj is not None:
                 obj.close()
-
-
-def fold(keys: jax.Array, *data: int) -> jax.Array:
-    """``fold_in`` of a key [] or of every key of [K] with each of ``data`` in turn."""
-    for d in data:
-        keys = jax.random.fold_in(keys, d) if keys.ndim == 0 else seeds.fold_in(keys, d)
-    return keys
-
-
-def split(keys: jax.Array, num: int) -> jax.Array:
-    """``jax.random.split`` of a key [] -> [num], or of each key of [K] -> [K, num]."""
-    if keys.ndim == 0:
-        return jax.random.split(keys, num)
-    return jax.vmap(lambda k: jax.random.split(k, num))(keys)
 
 
 def make_mesh(cfg: PlanetConfig) -> jax.sharding.Mesh | None:
@@ -123,11 +130,19 @@ def make_act(cfg: PlanetConfig, action_dim: int, mesh: jax.sharding.Mesh | None 
     ``fn(params, belief [K*N], prev_action [K*N, A], obs [K*N, 64, 64, 3], is_first [K*N],
     keys [K*N], noise) -> (actions [K*N, A], belief [K*N])``, rows ordered seed-major
     (row ``k * N + j`` is env j of seed k); ``params`` has a leading seed axis when K > 1.
-    With a mesh (one seed) the N rows are split over its devices.
+    With a mesh (one seed) the N rows are split over its devices. One seed with one env
+    computes exactly `acting.act` (no size-1 ``vmap``; `seeds.over_axis`).
     """
     options = compile_lib.compiler_options("act")  # as the one-env agent's act
     mcfg, pcfg, k = cfg.model, cfg.planner, cfg.num_seeds
     fn = acting.make_act_batch(mcfg, pcfg, action_dim, options, jit=False)
+    if k == 1 and cfg.num_envs == 1:  # one env: exactly the one-env `acting.act`, one row
+
+        def one_env(params, belief, prev, obs, first, key, noise):
+            return acting.act(params, mcfg, pcfg, action_dim, belief, prev, obs, first, key, noise)
+
+        fn = seeds.over_axis(one_env, 1, (None, 0, 0, 0, 0, 0, None))
+        return jax.jit(fn, compiler_options=options or None)
     if k == 1:
         if mesh is None:
             return jax.jit(fn, compiler_options=options or None)
@@ -173,8 +188,8 @@ def collect_round(
       batched_env: a `jaxplanet.envs.vector` env of K * N rows (seed-major) for host
         collection; unused with ``--collect=device``.
       act_fn: `make_act`'s function (unused for random rounds).
-      params: world-model variables ([K, ...] when K > 1).
-      roots: root keys, [] or [K].
+      params: world-model variables with a seed axis [K, ...].
+      roots: root keys [K].
       index: the round's first episode index.
       random: uniform random actions (seed episodes) instead of planning.
       collect_key: the stream folded into the root keys for collection.
@@ -195,8 +210,9 @@ def collect_round(
         else:
             keys = fold(roots, collect_key)
             keys = jnp.stack([fold(keys, i) for i in indices], axis=-1).reshape(-1)  # [K*N]
+            act_params = params if k > 1 else seeds.index(params, 0)  # make_act's convention
             policy = acting.batch_policy(
-                act_fn, params, cfg.model, action_dim, keys, cfg.exploration_noise
+                act_fn, act_params, cfg.model, action_dim, keys, cfg.exploration_noise
             )
         policy = wrap(policy) if wrap is not None else policy
         flat = collect.host_episodes(batched_env, policy, reset_seeds)
@@ -221,8 +237,7 @@ def _device_round(
     keys = fold(roots, collect_key)
     keys = jnp.stack([fold(keys, i) for i in indices], axis=-1).reshape(k, n)
     run = _device_collector(env.jax_env, cfg.model, cfg.planner, random)
-    stacked_params = params if k > 1 else jax.tree.map(lambda x: x[None], params)
-    out = run(stacked_params, reset_keys, keys, jnp.float32(cfg.exploration_noise))
+    out = run(params, reset_keys, keys, jnp.float32(cfg.exploration_noise))
     out = jax.tree.map(lambda x: x.reshape((k * n,) + x.shape[2:]), out)
     return collect.split_episodes(out)
 
@@ -239,5 +254,7 @@ def _device_collector(env: Any, mcfg: Any, pcfg: Any, random: bool) -> Any:
 @functools.partial(jax.jit, donate_argnums=0, static_argnums=2)
 def add_lane(state: replay.ReplayState, episode: dict, k: int) -> replay.ReplayState:
     """Adds one episode to seed ``k``'s buffer of a stacked replay [K, ...] (in place)."""
+    if jax.tree.leaves(state)[0].shape[0] == 1:  # one seed: exactly `replay.add_episode`
+        return seeds.over_axis(replay.add_episode, 1, (0, None))(state, episode)
     lane = replay.add_episode(jax.tree.map(lambda x: x[k], state), episode)
     return jax.tree.map(lambda full, new: full.at[k].set(new), state, lane)

@@ -9,10 +9,20 @@ with that seed alone (up to float reassociation; same batches and keys).
     init = jax.jit(seeds.init_train_states, static_argnums=(0, 2))
     states = init(cfg, seeds.fold_in(keys, INIT), A)                     # TrainState[3, ...]
     update = jax.jit(seeds.vmap_seeds(update_fn))     # (state[K], replay[K], key[K])
+
+The training loop always carries the seed axis; a single run is K = 1. `over_axis` maps a
+function over the axis: ``jax.vmap`` for K > 1, and for K = 1 one call of the function on the
+arrays without their axis, so a single run computes exactly what the unbatched function does
+(a size-1 ``vmap`` reassociates some float sums: 3e-8 apart in the parameters after 4 updates
+of the tiny model, measured).
+
+Every key of a run is a ``fold_in`` of its root key with one of the streams `TRAIN`, `COLLECT`,
+`EVAL`, `INIT` and then the episode index.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,14 +34,25 @@ from jaxplanet.planet.model import ModelConfig
 from jaxplanet.planet.train import TrainState, init_train_state, train_step
 
 __all__ = [
+    "COLLECT",
+    "EVAL",
+    "INIT",
+    "TRAIN",
+    "fold",
     "fold_in",
     "index",
     "init_train_states",
+    "over_axis",
     "root_keys",
+    "split",
+    "stack",
     "summarize",
     "train_step_seeds",
     "vmap_seeds",
 ]
+
+# Independent random streams, folded into a seed's root key (then the episode index).
+TRAIN, COLLECT, EVAL, INIT = 0, 1, 2, 3
 
 
 def root_keys(seed: int, num_seeds: int, impl: str | None = None) -> jax.Array:
@@ -45,6 +66,55 @@ def root_keys(seed: int, num_seeds: int, impl: str | None = None) -> jax.Array:
 def fold_in(keys: jax.Array, data: int | jax.Array) -> jax.Array:
     """``jax.random.fold_in`` of every key of [K] with the same ``data``. [K] -> [K]."""
     return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
+def fold(keys: jax.Array, *data: int) -> jax.Array:
+    """``fold_in`` of a key [] or of every key of [K] with each of ``data`` in turn."""
+    for d in data:
+        keys = jax.random.fold_in(keys, d) if keys.ndim == 0 else fold_in(keys, d)
+    return keys
+
+
+def split(keys: jax.Array, num: int) -> jax.Array:
+    """``jax.random.split`` of a key [] -> [num], or of each key of [K] -> [K, num]."""
+    if keys.ndim == 0:
+        return jax.random.split(keys, num)
+    return jax.vmap(lambda k: jax.random.split(k, num))(keys)
+
+
+def over_axis(fn: Callable[..., Any], size: int, in_axes: Any = 0) -> Callable[..., Any]:
+    """``fn`` over a leading axis of ``size`` (seeds, or a planner's rows) of its arguments
+    (``in_axes`` as ``jax.vmap``'s: 0, or a tuple of 0 / None per argument), every output
+    [size, ...].
+
+    size > 1: ``jax.vmap``. size = 1: the axis is dropped, ``fn`` called once and the axis put
+    back, so the numbers are exactly ``fn``'s (trace-time reshapes; free inside ``jit``).
+    """
+    if size > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def one(*args: Any) -> Any:
+        axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+        args = tuple(
+            a if axis is None else jax.tree.map(lambda x: x[0], a)
+            for a, axis in zip(args, axes, strict=True)
+        )
+        return jax.tree.map(lambda x: x[None], fn(*args))
+
+    return one
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _with_seed_axis(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x[None], tree)
+
+
+def stack(trees: list[Any]) -> Any:
+    """K pytrees stacked along a new seed axis [K, ...]. One tree gets the axis in place (its
+    buffers are donated: a replay buffer is not copied)."""
+    if len(trees) == 1:
+        return _with_seed_axis(trees[0])
+    return jax.tree.map(lambda *x: jnp.stack(x), *trees)
 
 
 def vmap_seeds(fn: Callable[..., Any], in_axes: Any = 0) -> Callable[..., Any]:

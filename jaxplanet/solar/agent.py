@@ -100,7 +100,7 @@ __all__ = [
 ]
 
 _TRAIN, _COLLECT, _INIT = 0, 1, 3  # key tags (2 is the evaluation's: solar_eval.EVAL_KEY)
-EVAL_ENV_SEED = 10_000  # the evaluation env's seed offset (in training and in --mode=eval)
+EVAL_ENV_SEED = seeding.EVAL_ENV_OFFSET  # the evaluation env's seed offset
 
 
 def make_env(cfg: SolarConfig, seed: int, random_start: bool = False) -> envs.HostEnv:

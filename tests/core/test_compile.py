@@ -12,6 +12,7 @@ from jaxplanet import planet
 from jaxplanet.core import compile as compile_lib
 from jaxplanet.planet import agent
 from jaxplanet.planet import config as planet_config
+from jaxplanet.planet import functions as planet_functions
 from jaxplanet.planet import scale as planet_scale
 
 CPU = jax.default_backend() == "cpu"
@@ -71,7 +72,7 @@ def distinct_choices(monkeypatch):
     function caches cleared before and after, so the agent's jits take these options."""
     monkeypatch.setitem(compile_lib.CHOICE, "act", "no_ynn")
     monkeypatch.setitem(compile_lib.CHOICE, "update", "ynn_no_conv")
-    caches = (agent._make_functions, planet_scale.make_act)
+    caches = (planet_functions._make_functions, planet_scale.make_act)
     for cache in caches:
         cache.cache_clear()
     yield
@@ -81,12 +82,13 @@ def distinct_choices(monkeypatch):
 
 def test_planning_benchmark_times_the_agents_act(distinct_choices):
     args = _planning_args()
-    assert planning.agent_act(args, 1) is agent.make_functions(_agent_cfg(), 2).act
+    # The training loop collects with make_act, one env included (exactly acting.act).
+    assert planning.agent_act(args, 1) is planet_scale.make_act(_agent_cfg(), 2)
     assert planning.agent_act(args, 3) is planet_scale.make_act(_agent_cfg(3), 2)
     # Compiled as the agent compiles it: the agent's jit with compiler_options("act").
     abstract = jax.eval_shape(lambda k: planet.init(_agent_cfg().model, k, 2), jax.random.key(0))
     parts = planning.setup(args, 1, params=abstract)
-    assert parts["act"] is agent.make_functions(_agent_cfg(), 2).act
+    assert parts["act"] is planet_scale.make_act(_agent_cfg(), 2)
     assert parts["options"] == compile_lib.compiler_options("act")
     benchmark = planning.compile_act(args, parts).as_text()
     options = compile_lib.compiler_options("act")

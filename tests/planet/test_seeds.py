@@ -65,3 +65,38 @@ def test_vmapped_seeds_equal_single_seed_runs():
     assert summary["loss/std"] == pytest.approx(per_seed.std())
     with pytest.raises(ValueError, match="--num_seeds"):
         seeds.root_keys(0, 0)
+
+
+def test_over_axis_of_one_is_the_function_itself_and_of_many_is_vmap():
+    """One seed: exactly ``fn`` (bit for bit, where a size-1 vmap of the train step is not);
+    several: ``jax.vmap``; shared (None) arguments pass through."""
+    cfg = planet.ModelConfig.tiny(depth=2, lr=3e-3)
+    key = jax.random.key(0)
+    state = planet.init_train_state(cfg, key, A)
+    batch = jax.tree.map(lambda x: x[0], _batches(jax.random.key(1)))
+
+    def step(s, b, k):
+        return planet.train_step(s, cfg, b, k)
+
+    plain = jax.jit(step, compiler_options=FAST)(state, batch, key)
+    one = seeds.over_axis(step, 1)
+    stacked = seeds.stack([state])
+    batches = jax.tree.map(lambda x: x[None], batch)
+    out = jax.jit(one, compiler_options=FAST)(stacked, batches, key[None])
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(out), strict=True):
+        assert b.shape == (1, *a.shape)
+        np.testing.assert_array_equal(np.asarray(b[0]), np.asarray(a))
+
+    add = seeds.over_axis(lambda x, y: x + y, 3, (0, None))
+    x = jnp.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(add(x, jnp.float32(10.0)), x + 10.0)
+    np.testing.assert_array_equal(
+        seeds.over_axis(jnp.sum, 1)(x[:1]), jnp.sum(x[0])[None]
+    )
+
+
+def test_stack_adds_a_seed_axis():
+    trees = [{"a": jnp.full((2,), float(k))} for k in range(3)]
+    np.testing.assert_array_equal(seeds.stack(trees)["a"], [[0, 0], [1, 1], [2, 2]])
+    one = seeds.stack([{"a": jnp.arange(3.0)}])  # one tree: its buffers are donated
+    np.testing.assert_array_equal(one["a"], [[0.0, 1.0, 2.0]])
