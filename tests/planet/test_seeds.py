@@ -90,9 +90,7 @@ def test_over_axis_of_one_is_the_function_itself_and_of_many_is_vmap():
     add = seeds.over_axis(lambda x, y: x + y, 3, (0, None))
     x = jnp.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(add(x, jnp.float32(10.0)), x + 10.0)
-    np.testing.assert_array_equal(
-        seeds.over_axis(jnp.sum, 1)(x[:1]), jnp.sum(x[0])[None]
-    )
+    np.testing.assert_array_equal(seeds.over_axis(jnp.sum, 1)(x[:1]), jnp.sum(x[0])[None])
 
 
 def test_stack_adds_a_seed_axis():
