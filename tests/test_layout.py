@@ -24,26 +24,26 @@ MAX_LINES = 420
 #: Modules still over `MAX_LINES`, with their line count when listed and why. Split one and drop
 #: it from here; a module that is not listed may not pass `MAX_LINES`.
 TOO_LONG = {
-    # The PlaNet loop in one module: collect, update, evaluate, resume, open-loop video and the
-    # jitted functions; World Models' loop is split by stage, PlaNet's is not yet.
-    "planet/agent.py": 1003,
-    # SOLAR's loop, banner and end table (fitting, policy and evaluation are split out).
-    "solar/agent.py": 634,
-    # World Models' stage pipeline, its banner and end table (the stages are split out).
-    "worldmodels/agent.py": 589,
+    # The PlaNet loop: collect -> update -> evaluate -> checkpoint over a seed axis, with its
+    # run handles and in-training evaluation (jitted functions, evaluation from a checkpoint,
+    # the checkpoint layout and the terminal text are split out).
+    "planet/agent.py": 455,
+    # SOLAR's loop: pretraining, iterations, resume and evaluate_run (fitting, policy,
+    # evaluation and the terminal text are split out).
+    "solar/agent.py": 472,
     # One config dataclass with a help text per field and four presets (paper values cited).
-    "worldmodels/config.py": 495,
+    "worldmodels/config.py": 535,
     # The collect stage (host, pure-JAX, with C) and V's z-sequences for M.
-    "worldmodels/data.py": 467,
+    "worldmodels/data.py": 476,
     # The controller stage (CMA-ES in the dream) and the evaluate stage.
-    "worldmodels/evolve.py": 469,
+    "worldmodels/evolve.py": 480,
     # SOLAR's structured VAE: encoders, decoder, cost, ELBO and the SVI train step.
-    "solar/model.py": 494,
+    "solar/model.py": 526,
     # Orbax checkpoints with manifests and the config guard of resumed runs.
     "core/checkpoint.py": 449,
     # Learning curves: loading runs, mean and std over seeds, reference returns, the figure
     # (World Models: the return panel over CMA-ES generations).
-    "core/plot.py": 539,
+    "core/plot.py": 546,
 }
 
 

@@ -19,7 +19,8 @@ Training loop:
 * `fit`: the model fits for control (local dynamics, cost);
 * `policy`: acting on the filtered latent and one LQR-FLM step;
 * `state`: `RunState`, what the loop carries and each checkpoint stores;
-* `eval`: goal-reached figures, evaluation episodes and reconstruction videos.
+* `eval`: goal-reached figures, evaluation episodes and reconstruction videos;
+* `report`: the start banner and the end-of-run table.
 """
 
 from jaxplanet import _lazy
@@ -77,6 +78,6 @@ __all__ = [
 
 #: Sub-modules, imported on first attribute access (`model`, `lgssm`, `mniw` are imported
 #: already).
-_MODULES = ["agent", "config", "eval", "fit", "lgssm", "mniw", "model", "policy", "state"]
+_MODULES = ["agent", "config", "eval", "fit", "lgssm", "mniw", "model", "policy", "report", "state"]
 
 __getattr__, __dir__ = _lazy.submodules(__name__, _MODULES)

@@ -18,7 +18,8 @@ Training loop (one stage per module, run by `agent`):
 * `train`: the V and M stages;
 * `calibrate`: does the dream rank simple policies as the real task does;
 * `evolve`: the controller and evaluate stages;
-* `iterate`: iterative training (the paper's Sec. 5).
+* `iterate`: iterative training (the paper's Sec. 5);
+* `report`: the start banners and the end-of-run table.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "iterate",
     "mdn_rnn",
     "policies",
+    "report",
     "run",
     "train",
     "vae",

@@ -24,6 +24,9 @@ from jaxplanet.envs.vector import vector_episodes
 from jaxplanet.worldmodels import dream
 from jaxplanet.worldmodels.config import RESUMABLE_FIELDS, WorldModelsConfig, resolved
 
+#: The pipeline's stages, in order (``--stage``).
+STAGES = ("collect", "vae", "mdn", "calibrate", "controller", "iterate", "evaluate")
+
 #: Stream ids of the run's keys and seeds (one per stage; SERIES is unused, kept for stability).
 #: RANDOM: the evaluate stage's random baseline; CALIBRATE: the dream calibration's episodes;
 #: ITERATE: the rollouts C collects in the rounds of iterative training.
@@ -43,6 +46,7 @@ __all__ = [
     "Run",
     "finished",
     "require",
+    "STAGES",
     "stage_state",
 ]
 
