@@ -21,6 +21,7 @@ from jaxplanet.worldmodels import agent as wm
 from jaxplanet.worldmodels import config as wm_config
 from jaxplanet.worldmodels import data as wm_data
 from jaxplanet.worldmodels import policies as wm_policies
+from jaxplanet.worldmodels import report as wm_report
 from jaxplanet.worldmodels import run as wm_run
 from jaxplanet.worldmodels import vae
 from tests import dying_gym
@@ -914,11 +915,11 @@ def test_end_table_shows_standing_still_when_evaluate_scored_it():
         "random_return_std": 11.0,
         "random_episodes": 64,
     }
-    assert "C = 0 (a = 0)" not in dict(wm._result_rows(s))  # an evaluate.json from before
+    assert "C = 0 (a = 0)" not in dict(wm_report._result_rows(s))  # an evaluate.json from before
     still = {"still_return_mean": 12.3, "still_return_std": 14.3}
-    rows = dict(wm._result_rows({**s, **still, "env": "point_reach"}))
+    rows = dict(wm_report._result_rows({**s, **still, "env": "point_reach"}))
     assert (
         rows["C = 0 (a = 0)"] == "12.30 ± 14.30 return on C's episodes (standing still: no force)"
     )
-    rows = dict(wm._result_rows({**s, **still, "env": "car_racing"}))
+    rows = dict(wm_report._result_rows({**s, **still, "env": "car_racing"}))
     assert rows["C = 0 (a = 0)"].endswith("(straight on at half gas, no brake)")

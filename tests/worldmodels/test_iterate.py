@@ -16,6 +16,7 @@ from jaxplanet.worldmodels import config as wm_config
 from jaxplanet.worldmodels import controllers
 from jaxplanet.worldmodels import data as wm_data
 from jaxplanet.worldmodels import evolve as wm_evolve
+from jaxplanet.worldmodels import report as wm_report
 
 pytest.importorskip("evosax", reason="CMA-ES comes from evosax (extra 'worldmodels')")
 
@@ -113,7 +114,7 @@ def test_rounds_add_c_rollouts_and_train_m_and_c_on(iterated_run):
     assert saved["controller_generation"] == generation
     assert saved["controller_real_return"] == pytest.approx(best)
     assert saved["controller_round"] == int(generation > CFG.generations)
-    (row,) = [text for name, text in wm._result_rows(saved) if name == "C (controller)"]
+    (row,) = [text for name, text in wm_report._result_rows(saved) if name == "C (controller)"]
     assert f"generation {generation}, round {saved['controller_round']} of 2)" in row
     for stage, round_ends in (("mdn", (CFG.mdn_steps,)), ("controller", (CFG.generations,))):
         kept = {int(p.name) for p in (logdir / stage / "checkpoints").iterdir() if p.name.isdigit()}
