@@ -126,7 +126,7 @@ def test_tiny_run_end_to_end_then_eval(tmp_path):
     assert [r["episode"] for r in rows if "train_return" in r] == [1, 2, 3, 4, 5]
     evaluated = _run("--mode=eval", f"--logdir={logdir}", "--eval_episodes=1")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert "eval_return_mean" in evaluated.stdout
+    assert "PlaNet evaluation finished" in evaluated.stdout and "eval return" in evaluated.stdout
 
 
 def test_logdir_holding_another_systems_run_is_refused(tmp_path):

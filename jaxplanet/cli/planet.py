@@ -107,19 +107,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxplanet-planet") -> i
     def run() -> None:
         cli.check_run_args(args)
         if args.mode == "eval":
-            print(cli.summary_line(planet.evaluate_run(args.logdir, overrides)))
-            return
-        base, preset = cli.base_config(
-            planet_config.PlanetConfig, planet_config.preset, args.logdir, args.preset
-        )
-        cfg = config_lib.override(base, planet_config.prng_for_seeds(base, overrides))
-        logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{preset}-s{cfg.seed}")
-        summary = planet.train_and_evaluate(cfg, logdir, preset=preset)
-        print(
-            console.summary_table(
-                f"PlaNet run finished: {summary['logdir']}", planet.summary_rows(summary)
+            summary = planet.evaluate_run(args.logdir, overrides)
+            title = f"PlaNet evaluation finished: {summary['directory']}"
+        else:
+            base, preset = cli.base_config(
+                planet_config.PlanetConfig, planet_config.preset, args.logdir, args.preset
             )
-        )
+            cfg = config_lib.override(base, planet_config.prng_for_seeds(base, overrides))
+            logdir = args.logdir or os.path.join("runs", f"{cfg.env}-{preset}-s{cfg.seed}")
+            summary = planet.train_and_evaluate(cfg, logdir, preset=preset)
+            title = f"PlaNet run finished: {summary['logdir']}"
+        print(console.summary_table(title, planet.summary_rows(summary, prog)))
 
     return cli.run_command(run)
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxplanet import envs
-from jaxplanet.core import checkpoint, seeding, video
+from jaxplanet.core import checkpoint, seeding, timing, video
 from jaxplanet.core import config as config_lib
 from jaxplanet.core import episodes as episodes_lib
 from jaxplanet.core import logging as logging_lib
@@ -111,6 +112,7 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     the summary then has seed 0's figures and ``seeds_eval_return_mean`` / ``_std`` over the
     seeds). ``overrides`` may change reporting fields only (e.g. eval_episodes).
     """
+    began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     logdir = Path(logdir)
     _, cfg = checkpoint.load_eval_config(
         logdir, PlanetConfig, "PlaNet", RESUMABLE_FIELDS, overrides
@@ -138,6 +140,13 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
             )
         )
     out: dict[str, Any] = {"checkpoint_episodes": progress.episodes, **results[0]}
+    out.update(
+        eval_episodes=cfg.eval_episodes,
+        logdir=str(logdir),
+        directory=str(scale.lane_dir(logdir, cfg, 0) / "eval"),
+        wall_seconds=time.perf_counter() - began,
+        cpu_seconds=timing.cpu_seconds() - began_cpu,
+    )
     if many:
         means = [r["eval_return_mean"] for r in results]
         out.update(

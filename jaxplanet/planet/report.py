@@ -10,7 +10,7 @@ from jaxplanet.core import logging as logging_lib
 from jaxplanet.planet.config import PRESETS, PlanetConfig
 from jaxplanet.planet.functions import replay_device
 
-__all__ = ["banner", "describe", "summary_rows"]
+__all__ = ["banner", "describe", "eval_rows", "summary_rows"]
 
 
 def banner(cfg: PlanetConfig, run: Any, preset: str, capacity: int, nbytes: int) -> str:
@@ -67,8 +67,13 @@ def banner(cfg: PlanetConfig, run: Any, preset: str, capacity: int, nbytes: int)
     return console.banner(f"PlaNet on {spec.name}", rows, warnings) + "\n" + describe(cfg)
 
 
-def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """The end-of-run table's rows (see `train_and_evaluate` for the keys)."""
+def summary_rows(
+    summary: dict[str, Any], command: str = "jaxplanet-planet"
+) -> list[tuple[str, str]]:
+    """The end-of-run table's rows (see `train_and_evaluate` for the keys; ``command``: how to
+    evaluate again). A ``--mode=eval`` summary (`evaluate.evaluate_run`) gets `eval_rows`."""
+    if "checkpoint_episodes" in summary:
+        return eval_rows(summary)
     logdir = Path(summary["logdir"])
     rows = [
         (
@@ -143,7 +148,37 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     plots = sorted(logdir.glob("*.png"))
     if plots:
         rows.append(("plot", str(plots[0])))
-    rows.append(("evaluate", f"python -m experiments.planet --logdir={logdir} --mode=eval"))
+    rows.append(("evaluate", f"{command} --logdir={logdir} --mode=eval --eval_episodes=N"))
+    return rows
+
+
+def eval_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``--mode=eval`` table's rows (`evaluate.evaluate_run`'s summary)."""
+    n = summary["eval_episodes"]
+    rows = [
+        (
+            "checkpoint",
+            f"after episode {summary['checkpoint_episodes']} ({summary['env_steps']} env steps)",
+        ),
+        *console.time_rows(summary["wall_seconds"], summary.get("cpu_seconds"), "this process"),
+        (
+            "eval return",
+            f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f}  mean ± std "
+            f"over {n} noise-free episode(s)",
+        ),
+    ]
+    if "seeds_eval_return_mean" in summary:
+        rows.append(
+            (
+                "over seeds",
+                f"{summary['seeds_eval_return_mean']:.2f} ± "
+                f"{summary['seeds_eval_return_std']:.2f}  mean ± std of the seeds' means "
+                "(seed 0's above; each seed's under seed_k/eval/)",
+            )
+        )
+    rows += console.output_rows(
+        summary["directory"], videos="real frames beside the model's open-loop predictions"
+    )
     return rows
 
 
