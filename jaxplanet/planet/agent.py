@@ -155,7 +155,8 @@ def train_and_evaluate(
       console_output: print the start banner (the progress bar follows ``cfg.progress``).
 
     Returns:
-      ``episodes``, ``env_steps``, ``grad_steps``, ``wall_seconds`` (this session), ``time_shares``
+      ``episodes``, ``env_steps``, ``grad_steps``, ``wall_seconds`` and ``cpu_seconds`` (this
+      session; CPU: this process and its finished workers), ``time_shares``
       (`timing.PhaseClock.shares`: update, plan, env, eval, video, replay, checkpoint), the last
       ``eval_return`` (with ``eval_episode``, ``eval_episodes``), ``random_return``, the last
       ``train_return`` (one episode with exploration noise) and ``logdir``. With K seeds these
@@ -170,7 +171,7 @@ def train_and_evaluate(
     cfg.validate()
     if cfg.debug_nans:
         jax.config.update("jax_debug_nans", True)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     run = Run(cfg, logdir)
     try:
         with console.StopOnInterrupt() as stop:
@@ -179,6 +180,7 @@ def train_and_evaluate(
         run.close()
     plot.try_write_learning_curves(run.logdir)
     summary["wall_seconds"] = time.perf_counter() - began
+    summary["cpu_seconds"] = timing.cpu_seconds() - began_cpu
     summary["time_shares"] = run.clock.shares(summary["wall_seconds"])
     per_seed = [_logged_returns(lane.logdir) for lane in run.lanes]
     summary.update(per_seed[0])

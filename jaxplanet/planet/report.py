@@ -81,7 +81,7 @@ def summary_rows(
             f"{summary['episodes']} ({summary['env_steps']} env steps, "
             f"{summary['grad_steps']} gradient updates)",
         ),
-        ("wall time", f"{console.format_duration(summary['wall_seconds'])} (this session)"),
+        *console.time_rows(summary["wall_seconds"], summary.get("cpu_seconds")),
     ]
     if summary.get("time_shares"):
         rows.append(("time went to", timing.format_shares(summary["time_shares"])))

@@ -210,7 +210,9 @@ def train_and_evaluate(
       The last iteration's metrics row (``eval_return``, ``eval_success`` where the task
       defines a goal, ``train_return``, ``train/*``, ...), ``episodes``, ``env_steps``,
       ``grad_steps``, the run's logged figures (`_logged_figures`: the last evaluation, the
-      random baseline), ``logdir``, and ``wall_seconds`` / ``cpu_seconds`` of this call.
+      random baseline), ``logdir``, ``wall_seconds`` / ``cpu_seconds`` of this call and
+      ``time_shares`` (`timing.PhaseClock.shares`: env, act, replay, update, policy, eval,
+      video, checkpoint and other).
 
     Raises:
       checkpoint.ConfigMismatchError: ``logdir`` holds a run with a different config.
@@ -221,6 +223,7 @@ def train_and_evaluate(
     if cfg.debug_nans:
         jax.config.update("jax_debug_nans", True)
     began, began_cpu = time.perf_counter(), timing.cpu_seconds()
+    clock = timing.PhaseClock()  # this session's seconds per phase
     logdir = Path(logdir)
     env, eval_env = make_env(cfg, cfg.seed), make_env(cfg, cfg.seed + EVAL_ENV_SEED)
     handles: list[Any] = [env, eval_env]
@@ -235,16 +238,18 @@ def train_and_evaluate(
         ckpt = checkpoint.Checkpointer(logdir / "checkpoints", cfg.keep_checkpoints)
         handles.append(ckpt)
         with console.StopOnInterrupt() as stop:
-            summary = _loop(cfg, logdir, (env, eval_env, pre_env), ckpt, handles, stop)
+            summary = _loop(cfg, logdir, (env, eval_env, pre_env), ckpt, handles, stop, clock)
     finally:
         for obj in handles:
             obj.close()
     summary.update(_logged_figures(logdir))
+    wall = time.perf_counter() - began
     summary.update(
         random_episodes=cfg.pretrain_rollouts,
         logdir=str(logdir),
-        wall_seconds=time.perf_counter() - began,
+        wall_seconds=wall,
         cpu_seconds=timing.cpu_seconds() - began_cpu,
+        time_shares=clock.shares(wall),
     )
     return summary
 
@@ -266,10 +271,12 @@ def _logged_figures(logdir: Path) -> dict[str, Any]:
     return out
 
 
-def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
+def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None, clock=None) -> dict[str, Any]:
     """The run from its checkpoint on; ``stop`` (`console.StopOnInterrupt`) is checked between
-    episodes, model steps and iterations."""
+    episodes, model steps and iterations; ``clock`` (`timing.PhaseClock`) gets each phase's
+    seconds (env, act, replay, update, policy, eval, video, checkpoint)."""
     check = stop.check if stop is not None else (lambda: None)
+    clock = clock if clock is not None else timing.PhaseClock()
     env, eval_env, pre_env = env_triple
     spec, root = env.spec, jax.random.key(cfg.seed)
     A, n, T, repeat = spec.action_dim, cfg.model.latent, cfg.horizon, spec.action_repeat
@@ -293,16 +300,25 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         data.add(ep)
     summary: dict[str, Any] = {}
 
+    def timed(policy):  # the policy's seconds count as acting, the rest of an episode as env
+        def acting(obs, is_first):
+            with clock("act"):
+                return policy(obs, is_first)
+
+        return acting
+
     def collect(count, make_policy, source=env):
         returns, successes = [], []
         for _ in range(count):
             check()
             index = len(data.episodes)
-            ep = episodes_lib.run_episode(
-                source, make_policy(index), seed=seeding.episode_seed(cfg.seed, index)
-            )
-            replay.save_episode(logdir / "episodes", episodes_lib.episode_arrays(ep), index)
-            data.add(ep)
+            with clock("env"):
+                ep = episodes_lib.run_episode(
+                    source, timed(make_policy(index)), seed=seeding.episode_seed(cfg.seed, index)
+                )
+            with clock("replay"):
+                replay.save_episode(logdir / "episodes", episodes_lib.episode_arrays(ep), index)
+                data.add(ep)
             returns.append(ep["return"])
             successes.append(success(cfg.env, ep, repeat))
             counters["env_steps"] += ep["length"] * repeat
@@ -312,13 +328,14 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         """``steps`` model steps on all data; returns (the run with the new model, log row)."""
         state, rng, rows = run.train, np.random.default_rng((cfg.seed, phase)), []
         keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(root, _TRAIN), phase), steps)
-        for i in range(steps):
-            check()
-            idx = rng.integers(0, len(data.episodes), min(cfg.batch_size, len(data.episodes)))
-            w = _kl_weight(cfg, kl_from + i) if kl_from >= 0 else 1.0
-            state, m = fns["train"](state, data.batch(idx), keys[i], len(data.episodes), w)
-            rows.append(m)
-        metrics = jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *rows)) if rows else {}
+        with clock("update"):
+            for i in range(steps):
+                check()
+                idx = rng.integers(0, len(data.episodes), min(cfg.batch_size, len(data.episodes)))
+                w = _kl_weight(cfg, kl_from + i) if kl_from >= 0 else 1.0
+                state, m = fns["train"](state, data.batch(idx), keys[i], len(data.episodes), w)
+                rows.append(m)
+            metrics = jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *rows)) if rows else {}
         if rows and not np.all(metrics["finite"]):
             bad = int(np.flatnonzero(~metrics["finite"])[0])
             raise FloatingPointError(f"non-finite SOLAR loss at step {bad} of phase {phase}")
@@ -334,7 +351,8 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
             logger.rows,
         )
         run = run.replace(progress=done.as_dict(), phase=phase)
-        ckpt.save(phase, run, config_lib.to_dict(cfg))
+        with clock("checkpoint"):
+            ckpt.save(phase, run, config_lib.to_dict(cfg))
         return run
 
     if int(run.phase) == 0:
@@ -349,7 +367,8 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
             pre_env,
         )
         if cfg.pretrain_random_start:  # the random baseline from the task's own starts
-            returns, successes = _random_baseline(cfg, eval_env, repeat)
+            with clock("env"):
+                returns, successes = _random_baseline(cfg, eval_env, repeat)
         row = {"random_return": float(np.mean(returns))}
         row.update(success_rate("random_success", successes))
         if cfg.model.canvas:  # the decoder's output bias starts at the mean pretraining frame
@@ -359,6 +378,7 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         run, trained = update(run, cfg.pretrain_steps, 0, 0)
         row.update(trained)
         run = run.replace(dyn=solar.plugin(run.train.q, cfg.model, T))
+        row.update(clock.row())
         logger.scalars(counters["env_steps"], row)
         summary.update(row)
         run = save(run, 1)
@@ -378,21 +398,26 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None) -> dict[str, Any]:
         row.update(success_rate("train_success", successes))
         run, trained = update(run, cfg.model_steps, phase, -1)
         row.update(trained)
-        run, refit = refit_cost(fns, run, _cost_batch(cfg, data, phase))
-        row.update(refit)
-        if cfg.policy == "lqr_flm":
-            new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
-            run, improved = improve_policy(cfg, fns, run, new, phase)
-            row.update(improved)
-        else:
-            run = run.replace(dyn=solar.plugin(run.train.q, cfg.model, T))
-        row.update(
-            solar_eval.evaluate(cfg, fns, run, eval_env, logger, phase, counters["env_steps"])
-        )
+        with clock("policy"):  # cost refit, EM local dynamics and LQR-FLM
+            run, refit = refit_cost(fns, run, _cost_batch(cfg, data, phase))
+            row.update(refit)
+            if cfg.policy == "lqr_flm":
+                new = data.batch(range(len(data.episodes) - cfg.rollouts, len(data.episodes)))
+                run, improved = improve_policy(cfg, fns, run, new, phase)
+                row.update(improved)
+            else:
+                run = run.replace(dyn=solar.plugin(run.train.q, cfg.model, T))
+        with clock("eval"):  # its reconstruction video included
+            evaluated = solar_eval.evaluate(
+                cfg, fns, run, eval_env, logger, phase, counters["env_steps"]
+            )
+        row.update(evaluated)
         counters["evaluations"] += 1
         row["seconds"] = time.perf_counter() - began
+        row.update(clock.row())
         logger.scalars(counters["env_steps"], row)
-        plot.try_write_learning_curves(logdir)
+        with clock("video"):
+            plot.try_write_learning_curves(logdir)
         summary.update(row)
         if phase % cfg.checkpoint_every == 0 or phase == cfg.iterations:
             run = save(run, phase + 1)

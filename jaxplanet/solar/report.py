@@ -7,7 +7,7 @@ from typing import Any
 
 from jaxplanet import envs
 from jaxplanet.core import config as config_lib
-from jaxplanet.core import console
+from jaxplanet.core import console, timing
 from jaxplanet.solar import config as solar_config
 from jaxplanet.solar.config import PRESETS, SolarConfig
 
@@ -132,6 +132,8 @@ def summary_rows(summary: dict[str, Any], command: str = "jaxplanet-solar") -> l
             )
         )
     rows += console.time_rows(summary["wall_seconds"], summary.get("cpu_seconds"), "this process")
+    if summary.get("time_shares"):
+        rows.append(("time went to", timing.format_shares(summary["time_shares"])))
     if "eval_return_mean" in summary:  # --mode=eval: every episode of this evaluation
         n = summary["eval_episodes"]
         rows.append(

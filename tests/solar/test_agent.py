@@ -19,7 +19,7 @@ from jaxplanet.solar import policy as solar_policy
 from jaxplanet.solar.state import RunState
 from tests.killed import Killed
 
-WALL_CLOCK = ("seconds",)
+WALL_CLOCK = ("seconds",)  # and every time/<phase>_{wall,cpu}_s field
 
 
 def _cfg(**changes):
@@ -39,10 +39,14 @@ def full_run(tmp_path_factory):
     return logdir, summary
 
 
+def _wall_clock(key):
+    return key in WALL_CLOCK or key.startswith("time/")
+
+
 def assert_same_rows(resumed, straight):
     """Identical keys, counters and flags; losses and returns equal (CPU); wall clock ignored."""
-    a = [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in resumed]
-    b = [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in straight]
+    a = [{k: v for k, v in r.items() if not _wall_clock(k)} for r in resumed]
+    b = [{k: v for k, v in r.items() if not _wall_clock(k)} for r in straight]
     assert [sorted(r) for r in a] == [sorted(r) for r in b]
     for ra, rb in zip(a, b, strict=True):
         for k, v in rb.items():
@@ -73,6 +77,23 @@ def test_lqr_flm_run_logs_success_and_refuses_changed_config(full_run):
     assert checkpoint.Checkpointer(logdir / "checkpoints", create=False).steps()[-1] == 3
     with pytest.raises(checkpoint.ConfigMismatchError, match="batch_size"):
         solar.train_and_evaluate(_cfg(iterations=2, batch_size=3), logdir)
+
+
+def test_run_logs_where_its_time_went(full_run):
+    logdir, summary = full_run
+    rows = _rows(logdir)
+    for phase in ("env", "act", "replay", "update"):  # pretraining has these
+        assert rows[0][f"time/{phase}_wall_s"] > 0 and f"time/{phase}_cpu_s" in rows[0], phase
+    assert "time/policy_wall_s" not in rows[0]  # no policy update before iteration 1
+    for phase in ("policy", "eval", "video", "checkpoint"):  # the iterations' own phases
+        assert rows[-1][f"time/{phase}_wall_s"] > 0, phase
+    updates = [r["time/update_wall_s"] for r in rows]  # cumulative over the session
+    assert updates == sorted(updates) and updates[-1] > updates[0]
+    shares = summary["time_shares"]
+    assert sum(s[1] for s in shares) == pytest.approx(summary["wall_seconds"], rel=1e-6)
+    assert sum(s[3] for s in shares) == pytest.approx(1.0)
+    table = dict(solar.summary_rows(summary))
+    assert table["time went to"].startswith(shares[0][0])
 
 
 def test_more_iterations_continue_exactly(full_run, tmp_path):
