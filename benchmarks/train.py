@@ -2,10 +2,11 @@
 
 One step = encoder over B x T frames, RSSM filtering scan over T, decoder and reward head,
 KL with free nats (and latent overshooting if enabled), backward pass and Adam update, as one
-jitted call: the agent's OWN update on a batch, `planet.agent.make_functions(cfg,
-A).update_batch` (`jaxplanet.planet.train_step`, the train state donated), compiled with the
-agent's XLA options (`jaxplanet.core.compile.compiler_options("update")`). FLOP/s are a fraction of
-the fp32 matmul peak measured in the same process right before each timed call (DESIGN.md,
+jitted call: the agent's OWN update on a batch, `planet.agent.make_functions(cfg, A,
+seed_axis=True).update_batch` (`jaxplanet.planet.train_step` behind the training loop's seed
+axis of size 1, the train state donated), compiled with the agent's XLA options
+(`jaxplanet.core.compile.compiler_options("update")`). FLOP/s are a fraction of the fp32
+matmul peak measured in the same process right before each timed call (DESIGN.md,
 "Performance method"). On XLA:CPU the conv gradients dominate (see `benchmarks.conv_grad`).
 
     python -m benchmarks.train --json out/train.json                # paper: 50 x 50, depth 32
@@ -134,7 +135,18 @@ def agent_update(args: Any) -> Any:
     metrics)`` with the state donated (the object the agent calls)."""
     from jaxplanet.planet import agent
 
-    return agent.make_functions(agent_config(args), args.action_dim).update_batch
+    return agent.make_functions(agent_config(args), args.action_dim, seed_axis=True).update_batch
+
+
+def with_seed_axis(tree: Any) -> Any:
+    """``tree`` with the training loop's seed axis of size 1 (arrays or abstract shapes)."""
+
+    def add(x: Any) -> Any:
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct((1, *x.shape), x.dtype)
+        return x[None]
+
+    return jax.tree.map(add, tree)
 
 
 def compiler_options(args: Any) -> dict[str, Any]:
@@ -165,7 +177,7 @@ def setup(args: Any, state: Any = None) -> dict[str, Any]:
     return dict(
         cfg=agent_cfg.model,
         update=agent_update(args),
-        call_args=(state, batch, key),
+        call_args=with_seed_axis((state, batch, key)),  # one seed, as the loop runs it
         options=compiler_options(args),
     )
 
@@ -215,7 +227,7 @@ def run(args: Any) -> dict[str, Any]:
         "benchmark": "train",
         **common.environment(),
         "config": {"batch": b, "length": t, "action_dim": a, "model": dataclasses.asdict(cfg)},
-        "function": "planet.agent.make_functions(cfg, A).update_batch",
+        "function": "planet.agent.make_functions(cfg, A, seed_axis=True).update_batch",
         "compile_seconds": compile_seconds,
         "compiler_options": options,
         **timing,
@@ -233,7 +245,7 @@ def run(args: Any) -> dict[str, Any]:
         / timing["seconds_median"]
         / timing["peak_gflops"],
         "frames_per_second": b * t / timing["seconds_median"],
-        "loss_finite": bool(jnp.isfinite(metrics["loss"])),
+        "loss_finite": bool(jnp.all(jnp.isfinite(metrics["loss"]))),
     }
 
 
@@ -256,14 +268,15 @@ def run_replay(args: Any) -> dict[str, Any]:
                 "is_first": np.arange(episode_steps) == 0,
             }
             buf = replay.add_episode(buf, episode)
+    fns = agent.make_functions(cfg, a, seed_axis=True)  # the training loop's, one seed
+    state = with_seed_axis(agent.init_train_state(cfg, agent.root_key(cfg), a))
+    buf = with_seed_axis(buf)
     if host is not None:
         buf = jax.device_put(buf, host)
-    fns = agent.make_functions(cfg, a)
-    state = agent.init_train_state(cfg, agent.root_key(cfg), a)
     peak = common.matmul_peak(args.peak_n)
     times = []
     for i in range(args.warmup + args.repeats):
-        key = jax.random.fold_in(agent.root_key(cfg), i)
+        key = jax.random.fold_in(agent.root_key(cfg), i)[None]
         start = time.perf_counter()
         state, metrics = agent.train(fns, state, buf, key, args.steps, host is not None)
         jax.block_until_ready(metrics)
