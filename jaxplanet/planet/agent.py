@@ -72,7 +72,7 @@ __all__ = [
     "train_and_evaluate",
 ]
 
-make_env, env_options = scale.make_env, scale.env_options  # the run's task, as before
+make_env, env_options = scale.make_env, scale.env_options  # the run's task (public names)
 
 
 def _mean_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -244,12 +244,11 @@ def _loop(
     act_fn = scale.make_act(cfg, action_dim, run.mesh)  # collection, all K x N envs
 
     # The checkpoint decides what the run has done; files beyond it are set aside (resume.py).
-    restored = run.ckpt.restore(run_state.template(cfg, roots, action_dim))
+    train_state = run_state.fresh(cfg, roots, action_dim)
+    restored = run.ckpt.restore(run_state.template(train_state, roots))
     progress, lane_steps = None, None
     if restored is not None:
         train_state, progress, lane_steps = run_state.restored(restored[1])
-    else:
-        train_state = run_state.fresh(cfg, roots, action_dim)
     for k, lane in enumerate(lanes):
         resumed = resume.reconcile(lane.logdir, progress, restored and restored[0])
         lane.logger = logging_lib.Logger(lane.logdir)

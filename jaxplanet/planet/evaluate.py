@@ -123,7 +123,7 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     many = cfg.num_seeds > 1
     roots = run_state.root_keys(cfg)
     with checkpoint.Checkpointer(logdir / "checkpoints", create=False) as ckpt:
-        restored = ckpt.restore(run_state.template(cfg, roots, action_dim))
+        restored = ckpt.restore(run_state.template(run_state.fresh(cfg, roots, action_dim), roots))
     if restored is None:
         raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
     train_state, progress, lane_steps = run_state.restored(restored[1])

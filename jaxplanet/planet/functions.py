@@ -222,8 +222,7 @@ def init_train_state(cfg: PlanetConfig, key: jax.Array, action_dim: int) -> plan
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _init_train_states(mcfg: planet.ModelConfig, keys: jax.Array, action_dim: int) -> Any:
-    init = lambda key: planet.init_train_state(mcfg, key, action_dim)  # noqa: E731
-    return seeds.over_axis(init, keys.shape[0])(keys)
+    return seeds.init_train_states(mcfg, keys, action_dim)
 
 
 def init_train_states(cfg: PlanetConfig, keys: jax.Array, action_dim: int) -> planet.TrainState:

@@ -52,10 +52,9 @@ def saved(
     }
 
 
-def template(cfg: PlanetConfig, roots: jax.Array, action_dim: int) -> dict[str, Any]:
-    """The structure a checkpoint of this config restores into."""
-    zeros = [0] * cfg.num_seeds
-    return saved(fresh(cfg, roots, action_dim), roots, resume.Progress(), zeros)
+def template(train_state: Any, roots: jax.Array) -> dict[str, Any]:
+    """The structure a checkpoint of a run with this (e.g. `fresh`) train state restores into."""
+    return saved(train_state, roots, resume.Progress(), [0] * roots.shape[0])
 
 
 def restored(state: dict[str, Any]) -> tuple[Any, resume.Progress, list[int] | None]:

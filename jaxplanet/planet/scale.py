@@ -45,16 +45,12 @@ __all__ = [
     "add_lane",
     "collect_round",
     "env_options",
-    "fold",
     "lane_config",
     "lane_dir",
     "make_act",
     "make_env",
     "make_mesh",
-    "split",
 ]
-
-fold, split = seeds.fold, seeds.split  # key helpers over a seed axis (kept under these names)
 
 
 def env_options(cfg: PlanetConfig) -> dict[str, Any]:
@@ -208,8 +204,8 @@ def collect_round(
         if random:
             policy = _random_batch_policy(action_dim, reset_seeds)
         else:
-            keys = fold(roots, collect_key)
-            keys = jnp.stack([fold(keys, i) for i in indices], axis=-1).reshape(-1)  # [K*N]
+            keys = seeds.fold(roots, collect_key)
+            keys = jnp.stack([seeds.fold(keys, i) for i in indices], axis=-1).reshape(-1)  # [K*N]
             act_params = params if k > 1 else seeds.index(params, 0)  # make_act's convention
             policy = acting.batch_policy(
                 act_fn, act_params, cfg.model, action_dim, keys, cfg.exploration_noise
@@ -234,8 +230,8 @@ def _device_round(
     k, n = cfg.num_seeds, cfg.num_envs
     reset_keys = jnp.stack([env.episode_key(s, 0) for s in reset_seeds])
     reset_keys = reset_keys.reshape((k, n) + reset_keys.shape[1:])  # raw keys: [K, N, 2]
-    keys = fold(roots, collect_key)
-    keys = jnp.stack([fold(keys, i) for i in indices], axis=-1).reshape(k, n)
+    keys = seeds.fold(roots, collect_key)
+    keys = jnp.stack([seeds.fold(keys, i) for i in indices], axis=-1).reshape(k, n)
     run = _device_collector(env.jax_env, cfg.model, cfg.planner, random)
     out = run(params, reset_keys, keys, jnp.float32(cfg.exploration_noise))
     out = jax.tree.map(lambda x: x.reshape((k * n,) + x.shape[2:]), out)

@@ -8,7 +8,7 @@ with that seed alone (up to float reassociation; same batches and keys).
     keys = seeds.root_keys(seed=0, num_seeds=3, impl="threefry2x32")       # [3]
     init = jax.jit(seeds.init_train_states, static_argnums=(0, 2))
     states = init(cfg, seeds.fold_in(keys, INIT), A)                     # TrainState[3, ...]
-    update = jax.jit(seeds.vmap_seeds(update_fn))     # (state[K], replay[K], key[K])
+    update = jax.jit(seeds.over_axis(update_fn, 3))   # (state[K], replay[K], key[K])
 
 The training loop always carries the seed axis; a single run is K = 1. `over_axis` maps a
 function over the axis: ``jax.vmap`` for K > 1, and for K = 1 one call of the function on the
@@ -48,7 +48,6 @@ __all__ = [
     "stack",
     "summarize",
     "train_step_seeds",
-    "vmap_seeds",
 ]
 
 # Independent random streams, folded into a seed's root key (then the episode index).
@@ -117,17 +116,12 @@ def stack(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *x: jnp.stack(x), *trees)
 
 
-def vmap_seeds(fn: Callable[..., Any], in_axes: Any = 0) -> Callable[..., Any]:
-    """``fn`` over a leading seed axis of its arguments (``jax.vmap``; ``in_axes=None``
-    for shared ones), e.g. the agent's ``update(train_state, replay_state, key)``."""
-    return jax.vmap(fn, in_axes=in_axes)
-
-
 def init_train_states(cfg: ModelConfig, keys: jax.Array, action_dim: int) -> TrainState:
-    """K fresh train states: ``init_train_state(cfg, keys[k], action_dim)`` stacked [K, ...].
+    """K fresh train states: ``init_train_state(cfg, keys[k], action_dim)`` stacked [K, ...]
+    (`over_axis`: for K = 1 exactly `init_train_state` with the axis added).
 
     Pure; jit with ``static_argnums=(0, 2)`` (eager init compiles op by op)."""
-    return jax.vmap(init_train_state, in_axes=(None, 0, None))(cfg, keys, action_dim)
+    return over_axis(lambda key: init_train_state(cfg, key, action_dim), keys.shape[0])(keys)
 
 
 def train_step_seeds(
@@ -144,7 +138,8 @@ def train_step_seeds(
     Returns:
       (states [K, ...], metrics: each [K]).
     """
-    return jax.vmap(train_step, in_axes=(0, None, 0, 0))(states, cfg, batches, keys)
+    step = lambda s, b, k: train_step(s, cfg, b, k)  # noqa: E731
+    return over_axis(step, keys.shape[0])(states, batches, keys)
 
 
 def index(tree: Any, k: int) -> Any:

@@ -25,7 +25,7 @@ def test_one_seed_is_saved_without_its_axis_as_single_runs_always_were(tmp_path)
     with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
         ckpt.save(3, saved)
     with checkpoint.Checkpointer(tmp_path / "ckpt", create=False) as ckpt:
-        step, restored = ckpt.restore(run_state.template(cfg, roots, A))
+        step, restored = ckpt.restore(run_state.template(run_state.fresh(cfg, roots, A), roots))
     back, progress_back, lane_steps = run_state.restored(restored)
     assert step == 3 and progress_back == progress and lane_steps is None
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state), strict=True):
@@ -41,7 +41,7 @@ def test_several_seeds_keep_their_axis_and_env_steps(tmp_path):
     with checkpoint.Checkpointer(tmp_path / "ckpt") as ckpt:
         ckpt.save(1, saved)
     with checkpoint.Checkpointer(tmp_path / "ckpt", create=False) as ckpt:
-        _, restored = ckpt.restore(run_state.template(cfg, roots, A))
+        _, restored = ckpt.restore(run_state.template(run_state.fresh(cfg, roots, A), roots))
     back, _, lane_steps = run_state.restored(restored)
     assert lane_steps == [40, 80]
     second = seeds.index(back.params, 1)
