@@ -127,6 +127,8 @@ def test_tiny_run_end_to_end_then_eval(tmp_path):
     evaluated = _run("--mode=eval", f"--logdir={logdir}", "--eval_episodes=1")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "PlaNet evaluation finished" in evaluated.stdout and "eval return" in evaluated.stdout
+    assert f"PlaNet evaluation of {logdir}" in evaluated.stdout
+    assert "checkpoint  the newest: after episode 5" in evaluated.stdout
 
 
 def test_logdir_holding_another_systems_run_is_refused(tmp_path):

@@ -87,6 +87,9 @@ def test_tiny_nav2d_train_then_eval_mode(tmp_path, capsys):
     assert table["evaluate"].endswith(f"--logdir={logdir} --mode=eval --eval_episodes=N")
     assert cli.main([f"--logdir={logdir}", "--mode=eval", "--eval_episodes=2"]) == 0
     out = capsys.readouterr().out
+    started = _rows(out, f"SOLAR evaluation of {logdir}")
+    assert started["policy"].endswith("the policy after iteration 1")
+    assert started["output"].startswith(f"{logdir / 'eval'}/")
     table = _rows(out, f"SOLAR evaluation finished: {logdir / 'eval'}")
     assert "wall time" in table and "over 2 noise-free episode(s)" in table["eval return"]
     assert re.fullmatch(r"\d/2 episodes end in the goal region \(\d+%\)", table["eval success"])

@@ -26,6 +26,7 @@ from jaxplanet.core import logging as logging_lib
 from jaxplanet.planet import rssm, run_state, scale, seeds
 from jaxplanet.planet.config import RESUMABLE_FIELDS, PlanetConfig
 from jaxplanet.planet.functions import Functions, make_functions, root_key
+from jaxplanet.planet.report import eval_banner
 
 __all__ = [
     "evaluate_episodes",
@@ -102,7 +103,9 @@ def open_loop_video(
     )
 
 
-def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate_run(
+    logdir: str | Path, overrides: dict[str, str] | None = None, console_output: bool = True
+) -> dict[str, Any]:
     """Loads the newest checkpoint of ``logdir`` and evaluates it with `evaluate_episodes`.
 
     The episodes are those of the in-training evaluation after the checkpoint's last episode
@@ -110,7 +113,8 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     equal the logged ``eval_return``. Writes ``logdir/eval/metrics.jsonl`` and one open-loop
     video per episode under ``logdir/eval/videos`` (``logdir/seed_k/eval`` for each of K seeds;
     the summary then has seed 0's figures and ``seeds_eval_return_mean`` / ``_std`` over the
-    seeds). ``overrides`` may change reporting fields only (e.g. eval_episodes).
+    seeds). ``overrides`` may change reporting fields only (e.g. eval_episodes). With
+    ``console_output`` a short banner says what is scored, on what, and where it goes.
     """
     began, began_cpu = time.perf_counter(), timing.cpu_seconds()
     logdir = Path(logdir)
@@ -118,7 +122,8 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
         logdir, PlanetConfig, "PlaNet", RESUMABLE_FIELDS, overrides
     )
     env = scale.make_env(cfg, seed=cfg.seed + seeding.EVAL_ENV_OFFSET)
-    action_dim = env.spec.action_dim
+    spec = env.spec
+    action_dim = spec.action_dim
     env.close()
     many = cfg.num_seeds > 1
     roots = run_state.root_keys(cfg)
@@ -127,6 +132,8 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     if restored is None:
         raise config_lib.ConfigError(f"--logdir: no checkpoint in {logdir / 'checkpoints'}")
     train_state, progress, lane_steps = run_state.restored(restored[1])
+    if console_output:
+        print(eval_banner(cfg, spec, logdir, progress.episodes), flush=True)
     results = []
     for k in range(cfg.num_seeds):
         results.append(

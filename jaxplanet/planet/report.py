@@ -10,7 +10,7 @@ from jaxplanet.core import logging as logging_lib
 from jaxplanet.planet.config import PRESETS, PlanetConfig
 from jaxplanet.planet.functions import replay_device
 
-__all__ = ["banner", "describe", "eval_rows", "summary_rows"]
+__all__ = ["banner", "describe", "eval_banner", "eval_rows", "summary_rows"]
 
 
 def banner(cfg: PlanetConfig, run: Any, preset: str, capacity: int, nbytes: int) -> str:
@@ -207,4 +207,28 @@ def describe(cfg: PlanetConfig) -> str:
             f"noise {cfg.exploration_noise:g}, eval {cfg.eval_episodes} episode(s) every "
             f"{cfg.eval_every}",
         ]
+    )
+
+
+def eval_banner(cfg: PlanetConfig, spec: Any, logdir: str | Path, episodes: int) -> str:
+    """``--mode=eval``'s start block: the run, the task, devices, what is scored, the output."""
+    seeds = f" of each of {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else ""
+    out = Path(logdir) / ("seed_*/eval" if cfg.num_seeds > 1 else "eval")
+    return console.banner(
+        f"PlaNet evaluation of {logdir}",
+        [
+            (
+                "env",
+                f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
+                f"{spec.episode_length} env steps per episode",
+            ),
+            ("devices", console.devices_line()),
+            ("checkpoint", f"the newest{seeds}: after episode {episodes}"),
+            (
+                "episodes",
+                f"{cfg.eval_episodes} noise-free episode(s) with the planner, the in-training "
+                "evaluation's env seeds and keys; an open-loop video each",
+            ),
+            ("output", f"{out}/  metrics.jsonl, TensorBoard events, videos/"),
+        ],
     )

@@ -72,7 +72,7 @@ from jaxplanet.solar.policy import (
     random_policy,
     refit_cost,
 )
-from jaxplanet.solar.report import banner, config_summary, summary_rows
+from jaxplanet.solar.report import banner, config_summary, eval_banner, summary_rows
 from jaxplanet.solar.state import RunState
 
 __all__ = [
@@ -435,13 +435,16 @@ def _loop(cfg, logdir, env_triple, ckpt, handles, stop=None, clock=None) -> dict
     return summary
 
 
-def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate_run(
+    logdir: str | Path, overrides: dict[str, str] | None = None, console_output: bool = True
+) -> dict[str, Any]:
     """Loads the newest checkpoint of ``logdir`` and evaluates it with `evaluate_episodes`.
 
     The episodes are those of the in-training evaluation of the checkpoint's last iteration
     (same env seeds and keys), so the first ``eval_episodes`` returns equal the logged
     ``eval_return``. Writes ``logdir/eval/metrics.jsonl`` (one row per episode) and one video
     per episode under ``logdir/eval/videos``. ``overrides`` may change reporting fields only.
+    With ``console_output`` a short banner says what is scored, on what, and where it goes.
 
     Returns ``iteration``, ``env_steps``, ``eval_return_mean`` / ``_std``, ``eval_episodes``,
     ``eval_success_rate`` (tasks with a goal), the run's random baseline (``random_return``,
@@ -462,6 +465,8 @@ def evaluate_run(logdir: str | Path, overrides: dict[str, str] | None = None) ->
     progress = resume.Progress.from_dict(run.progress)
     fns = make_functions(cfg, A)
     phase = int(run.phase) - 1  # the iteration whose evaluation this replays
+    if console_output:
+        print(eval_banner(cfg, env.spec, logdir, phase), flush=True)
     try:
         episodes = solar_eval.evaluate_episodes(cfg, fns, run, env, phase, cfg.eval_episodes)
     finally:

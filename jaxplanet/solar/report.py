@@ -11,7 +11,7 @@ from jaxplanet.core import console, timing
 from jaxplanet.solar import config as solar_config
 from jaxplanet.solar.config import PRESETS, SolarConfig
 
-__all__ = ["banner", "config_summary", "summary_rows"]
+__all__ = ["banner", "config_summary", "eval_banner", "summary_rows"]
 
 
 def banner(
@@ -190,3 +190,25 @@ def config_summary(cfg: SolarConfig) -> str:
     default = config_lib.flatten(config_lib.to_dict(SolarConfig()))
     current = config_lib.flatten(config_lib.to_dict(cfg))
     return ", ".join(f"{k}={v}" for k, v in current.items() if default.get(k) != v) or "defaults"
+
+
+def eval_banner(cfg: SolarConfig, spec: envs.EnvSpec, logdir: str | Path, iteration: int) -> str:
+    """``--mode=eval``'s start block: the run, the task, devices, what is scored, the output."""
+    return console.banner(
+        f"SOLAR evaluation of {logdir}",
+        [
+            (
+                "env",
+                f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
+                f"{cfg.horizon} agent steps per rollout",
+            ),
+            ("devices", console.devices_line()),
+            ("policy", f"the newest checkpoint's: the policy after iteration {iteration}"),
+            (
+                "episodes",
+                f"{cfg.eval_episodes} noise-free episode(s), the in-training evaluation's env "
+                "seeds and keys; a reconstruction video each",
+            ),
+            ("output", f"{Path(logdir) / 'eval'}/  metrics.jsonl, TensorBoard events, videos/"),
+        ],
+    )
