@@ -42,6 +42,8 @@ __all__ = [
     "banner",
     "changed_fields",
     "devices_line",
+    "env_line",
+    "eval_banner",
     "format_duration",
     "gpu_sized_warning",
     "output_rows",
@@ -78,6 +80,19 @@ def devices_line() -> str:
     kind = f" {kind}" if kind and kind.lower() != "cpu" else ""
     plural = "s" if len(devices) != 1 else ""
     return f"{jax.default_backend()}{kind} ({len(devices)} device{plural}: {names})"
+
+
+def env_line(spec: Any, steps: str = "") -> str:
+    """A banner's task line: 'point_reach: action_dim 2, action repeat 2, 40 env steps per
+    episode' (``steps`` replaces the episode length part, e.g. SOLAR's rollout horizon)."""
+    steps = steps or f"{spec.episode_length} env steps per episode"
+    return f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, {steps}"
+
+
+def eval_banner(title: str, env: str, rows: Sequence[tuple[str, str]]) -> str:
+    """``--mode=eval``'s start block: ``title``, the task (``env``, an `env_line`), the devices,
+    then ``rows`` (what is scored, the episodes, the output)."""
+    return banner(title, [("env", env), ("devices", devices_line()), *rows])
 
 
 def banner(title: str, rows: Sequence[tuple[str, str]], warnings: Sequence[str] = ()) -> str:

@@ -27,8 +27,7 @@ def banner(cfg: PlanetConfig, run: Any, preset: str, capacity: int, nbytes: int)
         ("preset", console.preset_line(cfg, preset, PRESETS)),
         (
             "env",
-            f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
-            f"{spec.episode_length} env steps per episode",
+            console.env_line(spec),
         ),
         ("devices", console.devices_line()),
         *(
@@ -214,15 +213,10 @@ def eval_banner(cfg: PlanetConfig, spec: Any, logdir: str | Path, episodes: int)
     """``--mode=eval``'s start block: the run, the task, devices, what is scored, the output."""
     seeds = f" of each of {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else ""
     out = Path(logdir) / ("seed_*/eval" if cfg.num_seeds > 1 else "eval")
-    return console.banner(
+    return console.eval_banner(
         f"PlaNet evaluation of {logdir}",
+        console.env_line(spec),
         [
-            (
-                "env",
-                f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
-                f"{spec.episode_length} env steps per episode",
-            ),
-            ("devices", console.devices_line()),
             ("checkpoint", f"the newest{seeds}: after episode {episodes}"),
             (
                 "episodes",

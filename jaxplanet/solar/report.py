@@ -27,10 +27,7 @@ def banner(
     m = cfg.model
     env = cfg.env
     if spec is not None:
-        env = (
-            f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
-            f"{cfg.horizon} agent steps per rollout"
-        )
+        env = console.env_line(spec, f"{cfg.horizon} agent steps per rollout")
     if cfg.policy == "lqr_flm":
         policy = (
             f"LQR-FLM: time-varying linear-Gaussian, KL bound {cfg.kl_step:g} x {cfg.horizon} x "
@@ -194,15 +191,10 @@ def config_summary(cfg: SolarConfig) -> str:
 
 def eval_banner(cfg: SolarConfig, spec: envs.EnvSpec, logdir: str | Path, iteration: int) -> str:
     """``--mode=eval``'s start block: the run, the task, devices, what is scored, the output."""
-    return console.banner(
+    return console.eval_banner(
         f"SOLAR evaluation of {logdir}",
+        console.env_line(spec, f"{cfg.horizon} agent steps per rollout"),
         [
-            (
-                "env",
-                f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
-                f"{cfg.horizon} agent steps per rollout",
-            ),
-            ("devices", console.devices_line()),
             ("policy", f"the newest checkpoint's: the policy after iteration {iteration}"),
             (
                 "episodes",

@@ -38,15 +38,10 @@ def eval_banner(run: Run) -> str:
     """``--mode=eval``'s start block: the run, the task, devices, what is scored, the output."""
     cfg, spec = run.cfg, run.spec
     choice = controller_choice(run, "evaluate")
-    return console.banner(
+    return console.eval_banner(
         f"World Models evaluation of {run.logdir}",
+        console.env_line(spec),
         [
-            (
-                "env",
-                f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
-                f"{spec.episode_length} env steps per episode",
-            ),
-            ("devices", console.devices_line()),
             ("C", f"the final C: the CMA-ES mean of generation {choice.generation}"),
             (
                 "episodes",
@@ -81,10 +76,7 @@ def banner(
     host = cfg.env not in envs.JAX_ENVS
     env = cfg.env
     if spec is not None:
-        env = (
-            f"{spec.name}: action_dim {spec.action_dim}, action repeat {spec.action_repeat}, "
-            f"{spec.episode_length} env steps per episode"
-        )
+        env = console.env_line(spec)
     if host:
         env += f"; real episodes in {cfg.workers} worker processes"
     measure = "steps survived" if r.reward == "survival" else "return"

@@ -24,6 +24,21 @@ def test_banner_aligns_rows_and_lists_warnings():
     assert text.splitlines() == ["Run", "  env      x", "  devices  cpu", "  warning: slow"]
 
 
+def test_env_line_and_eval_banner():
+    from jaxplanet.envs import EnvSpec
+
+    spec = EnvSpec("point_reach", (64, 64, 3), 2, action_repeat=2, episode_length=40)
+    assert console.env_line(spec) == (
+        "point_reach: action_dim 2, action repeat 2, 40 env steps per episode"
+    )
+    assert console.env_line(spec, "8 agent steps per rollout").endswith(
+        "action repeat 2, 8 agent steps per rollout"
+    )
+    lines = console.eval_banner("Eval of x", "the task", [("output", "x/eval/")]).splitlines()
+    assert lines[0] == "Eval of x" and lines[1] == "  env      the task"
+    assert lines[2].startswith("  devices  ") and lines[3] == "  output   x/eval/"
+
+
 def test_progress_lines_when_not_a_terminal(capsys):
     bar = console.RunProgress(total=3, start=1, desc="planet")  # captured: not a tty
     assert not bar.live and bar.lines
