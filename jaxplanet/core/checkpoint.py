@@ -132,6 +132,9 @@ def load_eval_config(
     saved = read_config(logdir)
     if saved is None:
         raise config_lib.ConfigError(f"--logdir: no {system} run (config.json) in {logdir}")
+    foreign = _another_kind(saved, cls(), logdir)
+    if foreign:
+        raise config_lib.ConfigError(f"--logdir: {foreign} It is not a {system} run.")
     cfg = config_lib.from_dict(cls, saved)
     overrides = dict(overrides or {})
     fixed = sorted(set(overrides) - set(allowed))
@@ -141,6 +144,19 @@ def load_eval_config(
             f"(allowed: {', '.join(sorted(allowed))})"
         )
     return cfg, config_lib.override(cfg, overrides)
+
+
+def _another_kind(saved: dict, config: Any, where: str | os.PathLike) -> str:
+    """'<where> holds a run of another kind (...).' when most of the ``saved`` config's fields
+    are unknown to ``config`` (another system's run), else ''."""
+    foreign = sorted(set(saved) - set(to_jsonable(config)))
+    if len(foreign) * 2 <= len(saved):
+        return ""
+    more = ", ..." if len(foreign) > 5 else ""
+    return (
+        f"{where} holds a run of another kind (its config has fields this system does not "
+        f"know: {', '.join(foreign[:5])}{more})."
+    )
 
 
 def read_config(directory_or_path: str | os.PathLike) -> dict | None:
@@ -216,13 +232,9 @@ def check_config(
     def is_allowed(name: str) -> bool:
         return any(name == a or name.startswith(a + ".") for a in allowed)
 
-    foreign = sorted(set(saved) - set(to_jsonable(config)))
-    if len(foreign) * 2 > len(saved):  # mostly unknown fields: another system's run
-        raise ConfigMismatchError(
-            f"{directory_or_path} holds a run of another kind (its config has fields this "
-            f"system does not know: {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}"
-            "). Use a new run directory."
-        )
+    foreign = _another_kind(saved, config, directory_or_path)
+    if foreign:
+        raise ConfigMismatchError(f"{foreign} Use a new run directory.")
     if defaults is not None:
         saved = _with_defaults(saved, to_jsonable(defaults))
     diff = {k: v for k, v in config_diff(saved, config).items() if not is_allowed(k)}

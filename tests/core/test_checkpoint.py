@@ -210,3 +210,8 @@ def test_load_eval_config_refuses_a_missing_run_and_non_reporting_fields(tmp_pat
     assert saved == Cfg(seed=3, eval_episodes=5) and cfg == Cfg(seed=3, eval_episodes=9)
     with pytest.raises(config_lib.ConfigError, match=r"--seed: cannot change .*eval_episodes"):
         ckpt.load_eval_config(tmp_path, Cfg, "Thing", {"eval_episodes"}, {"seed": "1"})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"seed": 3, "horizon": 9, "kl_step": 1, "latent": 8}')
+    with pytest.raises(config_lib.ConfigError, match="another kind.*It is not a Thing run"):
+        ckpt.load_eval_config(other, Cfg, "Thing", {"eval_episodes"})
