@@ -221,6 +221,20 @@ def test_train_benchmark_tiny(tmp_path):
     assert 0 < record["fraction_of_peak"] < 10 and record["loss_finite"]
 
 
+@pytest.mark.slow  # benchmark smoke run: compiles and times at a tiny size
+def test_train_benchmark_counts_flops_without_conv_slices():
+    from benchmarks import train
+
+    tiny = "--batch 2 --length 4 --depth 2 --deter 8 --stoch 4 --hidden 8 --repeats 1 --warmup 0"
+    tiny += " --peak_n 256 --conv_chunk"
+    plain = train.main([*tiny.split(), "0"])
+    sliced = train.main([*tiny.split(), "3"])  # 8 frames in slices of 3, 3, 2
+    assert sliced["config"]["model"]["conv_chunk"] == 3
+    assert plain["gflop_xla"] == plain["gflop_xla_timed_program"]
+    # The sliced update's FLOPs are those of the same update unsliced.
+    assert sliced["gflop_xla"] == plain["gflop_xla"]
+
+
 def test_conv_forward_flops_paper_encoder_decoder():
     from benchmarks import train
 

@@ -44,9 +44,11 @@ __all__ = [
     "conv_impls",
     "conv_transpose",
     "diag_normal",
+    "in_chunks",
     "postprocess",
     "preprocess",
     "register_conv_impl",
+    "resolve_chunk",
     "resolve_conv_impl",
 ]
 
@@ -175,6 +177,52 @@ def diag_normal(mean: jax.Array, std: jax.Array) -> distrax.MultivariateNormalDi
     return distrax.MultivariateNormalDiag(mean, std)
 
 
+# The "auto" slicing of the conv encoder/decoder (``chunk=-1``), measured on a 2-core CPU with a
+# 32 MiB L3 cache (`benchmarks.train`, paper size, 2,500 frames): slices of 50 frames took the
+# training step from 6.3-6.5 s to 5.4-5.5 s; 25, 100 and 250 frames per slice were no better. The
+# kernel gradients need each activation transposed (batch dimension innermost), and XLA:CPU's
+# transposes of a whole batch's activation (300 MB at depth 32) ran at ~1 GB/s (2 s of the 6.4 s);
+# a slice's stay in cache. At the quick size (400 frames, depth 8: 12 MiB) slicing changed nothing.
+AUTO_CHUNK_FRAMES = 50
+AUTO_CHUNK_MIN_BYTES = 32 * 2**20
+
+
+def resolve_chunk(chunk: int, frames: int, bytes_per_frame: int) -> int | None:
+    """Frames per slice for `in_chunks`, or None for the whole batch.
+
+    Args:
+      chunk: > 0: that many frames; 0: the whole batch; -1 ("auto"): `AUTO_CHUNK_FRAMES` on the
+        CPU backend when the batch's largest activation (``frames * bytes_per_frame``) exceeds
+        `AUTO_CHUNK_MIN_BYTES`, else the whole batch.
+      frames: frames in the batch.
+      bytes_per_frame: bytes of one frame's largest activation.
+    """
+    if chunk < -1:
+        raise ValueError(f"chunk must be -1 (auto), 0 (whole batch) or > 0 frames; got {chunk}")
+    if chunk == -1:
+        big = frames * bytes_per_frame > AUTO_CHUNK_MIN_BYTES
+        chunk = AUTO_CHUNK_FRAMES if big and jax.default_backend() == "cpu" else 0
+    return chunk if 0 < chunk < frames else None
+
+
+def in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, size: int | None) -> jax.Array:
+    """``fn(x)`` computed on consecutive slices of ``size`` rows of ``x``, concatenated.
+
+    ``fn`` must treat rows independently; the result equals ``fn(x)`` up to float rounding (the
+    kernel gradients then sum over slices). The slices are unrolled in the program (a
+    ``lax.map`` over them ran 40x slower on XLA:CPU). ``size`` None calls ``fn(x)`` once.
+
+    Args:
+      fn: [n, ...] -> [n, ...].
+      x: [N, ...].
+      size: rows per slice (the last slice may be shorter), or None.
+    """
+    n = x.shape[0]
+    if size is None or size >= n:
+        return fn(x)
+    return jnp.concatenate([fn(x[i : i + size]) for i in range(0, n, size)])
+
+
 class ConvEncoder(nn.Module):
     """PlaNet / World Models conv encoder: [..., 64, 64, 3] -> [..., 32 * depth].
 
@@ -182,19 +230,31 @@ class ConvEncoder(nn.Module):
       depth: channel multiplier (32 in the paper: 32/64/128/256 channels, 1024 outputs).
       impl: conv implementation ("auto", "xla", "fast" or a registered name).
       dtype: compute dtype (parameters stay float32); the output is float32.
+      chunk: frames per slice the convs run on (`resolve_chunk`: 0 whole batch, -1 auto).
     """
 
     depth: int = 32
     impl: str = "auto"
     dtype: Any = jnp.float32
+    chunk: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         batch = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:]).astype(self.dtype)
-        for i, mult in enumerate((1, 2, 4, 8)):
-            layer = conv(self.depth * mult, 4, 2, impl=self.impl, dtype=self.dtype, name=f"conv{i}")
-            x = nn.relu(layer(x))
+        layers = [
+            conv(self.depth * mult, 4, 2, impl=self.impl, dtype=self.dtype, name=f"conv{i}")
+            for i, mult in enumerate((1, 2, 4, 8))
+        ]
+
+        def chain(x):
+            for layer in layers:
+                x = nn.relu(layer(x))
+            return x
+
+        size = (64 - 4) // 2 + 1  # the first layer's output, the largest activation
+        per_frame = size * size * self.depth * jnp.dtype(self.dtype).itemsize
+        x = in_chunks(chain, x, resolve_chunk(self.chunk, x.shape[0], per_frame))
         return x.reshape(batch + (-1,)).astype(jnp.float32)
 
 
@@ -208,26 +268,37 @@ class ConvDecoder(nn.Module):
       channels: output channels.
       impl: conv implementation ("auto", "xla", "fast" or a registered name).
       dtype: compute dtype; the output is float32.
+      chunk: frames per slice the transposed convs after the first run on (`resolve_chunk`:
+        0 whole batch, -1 auto); the dense layer and the first (a matmul) see the whole batch.
     """
 
     depth: int = 32
     channels: int = 3
     impl: str = "auto"
     dtype: Any = jnp.float32
+    chunk: int = 0
 
     @nn.compact
     def __call__(self, feat: jax.Array) -> jax.Array:
         batch = feat.shape[:-1]
-        x = nn.Dense(32 * self.depth, dtype=self.dtype, name="dense")(feat.astype(self.dtype))
-        x = x.reshape((-1, 1, 1, 32 * self.depth))
+        dense = nn.Dense(32 * self.depth, dtype=self.dtype, name="dense")
         specs = ((4 * self.depth, 5), (2 * self.depth, 5), (self.depth, 6), (self.channels, 6))
-        for i, (features, kernel) in enumerate(specs):
-            layer = conv_transpose(
-                features, kernel, 2, impl=self.impl, dtype=self.dtype, name=f"deconv{i}"
-            )
-            x = layer(x)
-            if i < len(specs) - 1:
-                x = nn.relu(x)
+        layers = [
+            conv_transpose(features, kernel, 2, impl=self.impl, dtype=self.dtype, name=f"deconv{i}")
+            for i, (features, kernel) in enumerate(specs)
+        ]
+
+        def chain(x):
+            for i, layer in enumerate(layers[1:]):
+                x = layer(x)
+                if i < len(layers) - 2:
+                    x = nn.relu(x)
+            return x
+
+        x = dense(feat.reshape((-1, feat.shape[-1])).astype(self.dtype))
+        x = nn.relu(layers[0](x.reshape((-1, 1, 1, 32 * self.depth))))
+        per_frame = 30 * 30 * self.depth * jnp.dtype(self.dtype).itemsize  # third layer's output
+        x = in_chunks(chain, x, resolve_chunk(self.chunk, x.shape[0], per_frame))
         return x.reshape(batch + x.shape[1:]).astype(jnp.float32)
 
 

@@ -69,8 +69,18 @@ class ModelConfig:
     conv_impl: Literal["auto", "xla", "fast"] = _field(
         "auto", "conv implementation (auto: fast on CPU, XLA elsewhere; see convs.py)"
     )
+    conv_chunk: int = _field(
+        -1,
+        "frames per slice the encoder/decoder convs run on (-1 auto: 50 on CPU for batches whose "
+        "activations exceed 32 MiB, e.g. the paper's 50 x 50; 0 whole batch; networks.py)",
+    )
 
     def __post_init__(self) -> None:
+        if self.conv_chunk < -1:
+            raise ValueError(
+                "conv_chunk must be -1 (auto), 0 (whole batch) or > 0 frames; "
+                f"got {self.conv_chunk}"
+            )
         if self.variant not in rssm.VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {rssm.VARIANTS}")
         if self.overshooting_distance < 0:
@@ -102,8 +112,8 @@ class WorldModel(nn.Module):
 
     def setup(self) -> None:
         cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
-        self.encoder = ConvEncoder(cfg.depth, cfg.conv_impl, dtype)
-        self.decoder = ConvDecoder(cfg.depth, 3, cfg.conv_impl, dtype)
+        self.encoder = ConvEncoder(cfg.depth, cfg.conv_impl, dtype, cfg.conv_chunk)
+        self.decoder = ConvDecoder(cfg.depth, 3, cfg.conv_impl, dtype, cfg.conv_chunk)
         self.rssm = rssm.make_cell(cfg)
         self.reward = MLP((cfg.reward_hidden,) * cfg.reward_layers + (1,), dtype=dtype)
 

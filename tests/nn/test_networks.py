@@ -157,3 +157,54 @@ def test_auto_conv_impl_resolves_by_backend():
     assert networks.resolve_conv_impl("xla") == "xla"
     assert {"xla", "fast"} <= set(networks.conv_impls())
     assert isinstance(networks.conv(4, 4, 2, impl="xla"), nn.Conv)
+
+
+@pytest.mark.parametrize("lead", [(2, 3), (5,)])
+@pytest.mark.parametrize("module", [networks.ConvEncoder, networks.ConvDecoder])
+def test_sliced_convs_match_flax_on_the_whole_batch(module, lead):
+    # Slices of 2 frames over [2, 3] leading dims (6 frames: slices 2, 2, 2) and 5 frames (2, 2, 1),
+    # against flax's own convs on the whole batch: values, input and parameter gradients.
+    x = jax.random.uniform(key(2), (*lead, 64, 64, 3)) - 0.5
+    if module is networks.ConvDecoder:
+        x = jax.random.normal(key(2), (*lead, 10))
+    whole, sliced = module(depth=2, impl="xla"), module(depth=2, impl="fast", chunk=2)
+    params = jax.jit(whole.init)(key(3), x)
+    assert jax.tree.structure(params) == jax.tree.structure(jax.eval_shape(sliced.init, key(3), x))
+    weights = jax.random.normal(key(5), jax.eval_shape(whole.apply, params, x).shape)
+
+    def value_and_grads(model):
+        fn = lambda p, x: jnp.sum(weights * jnp.tanh(model.apply(p, x)))
+        return jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(params, x)
+
+    (v_ref, g_ref), (v, g) = value_and_grads(whole), value_and_grads(sliced)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_in_chunks_calls_fn_on_consecutive_slices():
+    seen = []
+
+    def fn(x):
+        seen.append(x.shape[0])
+        return x * 2.0
+
+    x = jnp.arange(7.0)
+    np.testing.assert_array_equal(networks.in_chunks(fn, x, 3), 2.0 * np.arange(7.0))
+    assert seen == [3, 3, 1]
+    seen.clear()
+    networks.in_chunks(fn, x, None)
+    networks.in_chunks(fn, x, 7)
+    assert seen == [7, 7]
+
+
+def test_resolve_chunk_sizes():
+    big, small = networks.AUTO_CHUNK_MIN_BYTES, 1
+    assert networks.resolve_chunk(50, 2500, small) == 50
+    assert networks.resolve_chunk(0, 2500, big) is None
+    assert networks.resolve_chunk(3000, 2500, small) is None  # one slice: the whole batch
+    auto = networks.AUTO_CHUNK_FRAMES if jax.default_backend() == "cpu" else None
+    assert networks.resolve_chunk(-1, 2500, big // 2500 + 1) == auto  # just over the bound
+    assert networks.resolve_chunk(-1, 2500, big // 2500) is None  # at the bound
+    with pytest.raises(ValueError, match="chunk must be -1"):
+        networks.resolve_chunk(-2, 10, small)

@@ -87,6 +87,9 @@ def test_config_paper_defaults_and_presets():
         cfg.deter = 3
     with pytest.raises(ValueError, match="unknown variant"):
         planet.ModelConfig.tiny(variant="bogus")
+    assert cfg.conv_chunk == -1  # auto: slices only on CPU and only for big batches
+    with pytest.raises(ValueError, match="conv_chunk must be -1"):
+        planet.ModelConfig.tiny(conv_chunk=-2)
 
 
 def test_paper_parameter_counts():
