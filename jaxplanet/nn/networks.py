@@ -40,6 +40,7 @@ __all__ = [
     "ConvDecoder",
     "ConvEncoder",
     "MLP",
+    "check_chunk",
     "conv",
     "conv_impls",
     "conv_transpose",
@@ -187,6 +188,13 @@ AUTO_CHUNK_FRAMES = 50
 AUTO_CHUNK_MIN_BYTES = 32 * 2**20
 
 
+def check_chunk(chunk: int, name: str = "chunk") -> int:
+    """Returns ``chunk`` if it is -1 (auto), 0 (whole batch) or > 0 frames; else ValueError."""
+    if chunk < -1:
+        raise ValueError(f"{name} must be -1 (auto), 0 (whole batch) or > 0 frames; got {chunk}")
+    return chunk
+
+
 def resolve_chunk(chunk: int, frames: int, bytes_per_frame: int) -> int | None:
     """Frames per slice for `in_chunks`, or None for the whole batch.
 
@@ -197,9 +205,7 @@ def resolve_chunk(chunk: int, frames: int, bytes_per_frame: int) -> int | None:
       frames: frames in the batch.
       bytes_per_frame: bytes of one frame's largest activation.
     """
-    if chunk < -1:
-        raise ValueError(f"chunk must be -1 (auto), 0 (whole batch) or > 0 frames; got {chunk}")
-    if chunk == -1:
+    if check_chunk(chunk) == -1:
         big = frames * bytes_per_frame > AUTO_CHUNK_MIN_BYTES
         chunk = AUTO_CHUNK_FRAMES if big and jax.default_backend() == "cpu" else 0
     return chunk if 0 < chunk < frames else None

@@ -15,7 +15,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxplanet.nn.networks import MLP, ConvDecoder, ConvEncoder, postprocess, preprocess
+from jaxplanet.nn.networks import (
+    MLP,
+    ConvDecoder,
+    ConvEncoder,
+    check_chunk,
+    postprocess,
+    preprocess,
+)
 from jaxplanet.planet import rssm
 
 __all__ = [
@@ -76,11 +83,7 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.conv_chunk < -1:
-            raise ValueError(
-                "conv_chunk must be -1 (auto), 0 (whole batch) or > 0 frames; "
-                f"got {self.conv_chunk}"
-            )
+        check_chunk(self.conv_chunk, "conv_chunk")
         if self.variant not in rssm.VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {rssm.VARIANTS}")
         if self.overshooting_distance < 0:
