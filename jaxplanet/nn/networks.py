@@ -180,7 +180,7 @@ def diag_normal(mean: jax.Array, std: jax.Array) -> distrax.MultivariateNormalDi
 
 # The "auto" slicing of the conv encoder/decoder (``chunk=-1``), measured on a 2-core CPU with a
 # 32 MiB L3 cache (`benchmarks.train`, paper size, 2,500 frames): slices of 50 frames took the
-# training step from 6.3-6.5 s to 5.4-5.5 s; 25, 100 and 250 frames per slice were no better. The
+# training step from 6.4-6.5 s to 5.3-5.5 s; 25, 100 and 250 frames per slice were no better. The
 # kernel gradients need each activation transposed (batch dimension innermost), and XLA:CPU's
 # transposes of a whole batch's activation (300 MB at depth 32) ran at ~1 GB/s (2 s of the 6.4 s);
 # a slice's stay in cache. At the quick size (400 frames, depth 8: 12 MiB) slicing changed nothing.
