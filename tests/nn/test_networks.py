@@ -208,3 +208,14 @@ def test_resolve_chunk_sizes():
     assert networks.resolve_chunk(-1, 2500, big // 2500) is None  # at the bound
     with pytest.raises(ValueError, match="chunk must be -1"):
         networks.resolve_chunk(-2, 10, small)
+
+
+def test_sliced_encoder_under_vmap_matches_each_member():
+    # The training loop vmaps the update over seeds; the slices are then taken inside the vmap.
+    enc = networks.ConvEncoder(depth=2, impl="fast", chunk=2)
+    x = jax.random.uniform(key(2), (2, 5, 64, 64, 3)) - 0.5  # [seeds, frames, ...]
+    params = jax.vmap(enc.init)(jax.random.split(key(3), 2), x)
+    batched = jax.jit(jax.vmap(enc.apply))(params, x)
+    for k in range(2):
+        member = jax.tree.map(lambda p, k=k: p[k], params)
+        np.testing.assert_allclose(batched[k], enc.apply(member, x[k]), rtol=1e-5, atol=1e-6)
