@@ -295,11 +295,9 @@ class ConvDecoder(nn.Module):
         ]
 
         def chain(x):
-            for i, layer in enumerate(layers[1:]):
-                x = layer(x)
-                if i < len(layers) - 2:
-                    x = nn.relu(x)
-            return x
+            for layer in layers[1:-1]:
+                x = nn.relu(layer(x))
+            return layers[-1](x)
 
         x = dense(feat.reshape((-1, feat.shape[-1])).astype(self.dtype))
         x = nn.relu(layers[0](x.reshape((-1, 1, 1, 32 * self.depth))))
